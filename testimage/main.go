@@ -1,0 +1,27 @@
+// Command testimage is the program inside skiff's test container image, in the
+// spirit of Kubernetes' agnhost: one small static binary whose subcommands
+// exercise what a node agent must handle (output, exit codes, signals, HTTP
+// probes, memory limits, files). Build it with CGO_ENABLED=0 so it runs in an
+// image that holds nothing else.
+//
+// Usage:
+//
+//	testimage                     serve HTTP on :8080 until SIGTERM
+//	testimage echo ARGS...        print the arguments joined by spaces
+//	testimage sleep SECONDS       sleep, ignoring SIGTERM (like a PID 1 without a handler)
+//	testimage serve --port N      serve HTTP on port N until SIGTERM
+//	testimage get URL             print the body of an HTTP GET; fail on a non-2xx answer
+//	testimage exit CODE           exit with CODE
+//	testimage alloc MiB           allocate and touch MiB mebibytes, then sleep
+//	testimage write FILE CONTENT  write CONTENT to FILE
+//
+// No subcommand is named "init": binaries that embed libcontainer reserve it.
+package main
+
+import (
+	"os"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
