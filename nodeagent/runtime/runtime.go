@@ -1,0 +1,150 @@
+// Package runtime runs the containers of the node agent: it turns a
+// container Spec (image layers, command, resources, namespaces) into a
+// running, supervised container, reports how it ended, and finds its
+// containers again after the agent restarts. Libcontainer is the real
+// implementation, on runc's libcontainer; Hollow pretends, for simulating
+// many nodes on one machine.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"io"
+	"regexp"
+	"syscall"
+	"time"
+)
+
+// Runtime creates, supervises and removes containers. Implementations are
+// safe for concurrent use.
+type Runtime interface {
+	// Start creates the container described by spec and starts its
+	// process. It returns once the process runs.
+	Start(ctx context.Context, spec Spec) (Status, error)
+	// Status reports a container's current status.
+	Status(ctx context.Context, id string) (Status, error)
+	// Wait blocks until the container has exited or ctx is done.
+	Wait(ctx context.Context, id string) (Status, error)
+	// Signal sends sig to the container's main process.
+	Signal(ctx context.Context, id string, sig syscall.Signal) error
+	// Stop sends SIGTERM, waits up to grace, then sends SIGKILL, and
+	// returns the final status.
+	Stop(ctx context.Context, id string, grace time.Duration) (Status, error)
+	// Exec runs a further process inside a running container and returns
+	// its exit code.
+	Exec(ctx context.Context, id string, spec ExecSpec) (int, error)
+	// Remove kills the container if it still runs and deletes everything
+	// it left: cgroup, mounts, state and logs.
+	Remove(ctx context.Context, id string) error
+	// List reports every container the runtime knows, including those
+	// found again after a restart.
+	List(ctx context.Context) ([]Status, error)
+}
+
+// Errors returned by runtimes; test with errors.Is.
+var (
+	ErrNotFound   = errors.New("container not found")
+	ErrExists     = errors.New("container already exists")
+	ErrNotRunning = errors.New("container is not running")
+	ErrInvalid    = errors.New("invalid container spec")
+)
+
+// Spec describes a container to start.
+type Spec struct {
+	// ID names the container on this node: letters, digits, '_', '-', '.'.
+	ID string
+	// CgroupParent groups containers, typically by pod: the container's
+	// cgroup is <cgroup root>/<CgroupParent>/<ID>.
+	CgroupParent string
+	// Layers are the unpacked image layer directories, base layer first,
+	// as nodeagent/image returns them. They are stacked read-only.
+	Layers []string
+	// Args is the full command line: the image's entrypoint and command
+	// already merged with the pod's overrides.
+	Args       []string
+	Env        []string
+	WorkingDir string
+	UID, GID   uint32
+	// Hostname defaults to ID.
+	Hostname string
+	// NetNSPath joins an existing network namespace (a pod's containers
+	// share one); empty creates a fresh one holding only loopback.
+	NetNSPath string
+	Resources Resources
+}
+
+// Resources limits a container; zero values mean no limit.
+type Resources struct {
+	MemoryLimitBytes int64
+	CPUShares        uint64
+	CPUQuotaMicros   int64
+	CPUPeriodMicros  uint64
+	PidsLimit        int64
+}
+
+// ExecSpec describes a process to run in a running container.
+type ExecSpec struct {
+	Args []string
+	// Env defaults to the container's environment.
+	Env        []string
+	WorkingDir string
+	UID, GID   uint32
+	Stdout     io.Writer
+	Stderr     io.Writer
+}
+
+// State is where a container is in its life.
+type State string
+
+const (
+	StateRunning State = "running"
+	StateExited  State = "exited"
+)
+
+// Reasons for an exit, as Kubernetes names them in ContainerStateTerminated.
+const (
+	ReasonCompleted = "Completed"
+	ReasonError     = "Error"
+	ReasonOOMKilled = "OOMKilled"
+	// ReasonUnknown: the container ended while no agent watched it and its
+	// exit code could not be recovered; ExitCode is then 137, as kubelet
+	// reports for a container it lost track of.
+	ReasonUnknown = "ContainerStatusUnknown"
+)
+
+// Status is a container's observed state.
+type Status struct {
+	ID    string
+	State State
+	// Pid is the main process in the host's PID namespace, while running.
+	Pid        int
+	StartedAt  time.Time
+	FinishedAt time.Time
+	// ExitCode is the process's exit status, or 128+signal if a signal
+	// killed it. Set once State is StateExited.
+	ExitCode  int
+	OOMKilled bool
+	Reason    string
+	// StdoutPath and StderrPath are the container's log files.
+	StdoutPath string
+	StderrPath string
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+// validID reports whether id can name a container (and a directory).
+func validID(id string) bool { return idPattern.MatchString(id) }
+
+// exitReason classifies a finished container the way kubelet does.
+func exitReason(code int, oom bool) string {
+	switch {
+	case oom:
+		return ReasonOOMKilled
+	case code == 0:
+		return ReasonCompleted
+	default:
+		return ReasonError
+	}
+}
+
+func isNotRunning(err error) bool { return errors.Is(err, ErrNotRunning) }
