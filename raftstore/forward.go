@@ -1,0 +1,145 @@
+package raftstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"github.com/skiff-dev/skiff/raftstore/internal/wire"
+	"net/rpc"
+	"sync"
+	"time"
+)
+
+// The forwarding service: followers send writes and read-index requests to the leader over
+// the mux's authenticated connections, and the leader asks peers for their progress.
+
+// PeerStatus is one server's own view of its progress.
+type PeerStatus = wire.Status
+
+// rpcService is registered with net/rpc; its methods run on the receiving node.
+type rpcService struct{ s *Store }
+
+func (r *rpcService) Apply(args *wire.ApplyArgs, reply *wire.ApplyReply) error {
+	res, err := r.s.applyLocal(args.Data)
+	if err != nil {
+		encodeApplyErr(err, reply)
+		return nil
+	}
+	reply.Revision = res.Revision
+	for _, o := range res.Results {
+		reply.Results = append(reply.Results, wire.ResultKV(o.KV))
+	}
+	return nil
+}
+
+func (r *rpcService) ReadIndex(_ struct{}, reply *wire.ReadIndexReply) error {
+	ctx, cancel := context.WithTimeout(r.s.ctx, r.s.cfg.ApplyTimeout)
+	defer cancel()
+	idx, err := r.s.leaderReadIndex(ctx)
+	reply.Index = idx
+	if err != nil {
+		reply.ErrCode, reply.ErrMsg = errorCode(err), err.Error()
+	}
+	return nil
+}
+
+func (r *rpcService) Status(_ struct{}, reply *PeerStatus) error {
+	*reply = r.s.selfStatus()
+	return nil
+}
+
+func encodeApplyErr(err error, reply *wire.ApplyReply) {
+	reply.ErrCode, reply.ErrMsg = errorCode(err), err.Error()
+	var oe *OpError
+	if errors.As(err, &oe) {
+		reply.IsOpErr, reply.OpIndex, reply.OpKey = true, oe.Index, oe.Key
+		reply.ErrCode = errorCode(oe.Err)
+	}
+}
+
+func decodeApplyErr(reply *wire.ApplyReply) error {
+	err := codeError(reply.ErrCode, reply.ErrMsg)
+	if err == nil {
+		return nil
+	}
+	if reply.IsOpErr {
+		return &OpError{Index: reply.OpIndex, Key: reply.OpKey, Err: fmt.Errorf("%w (%s)", err, reply.ErrMsg)}
+	}
+	return fmt.Errorf("%w (from leader: %s)", err, reply.ErrMsg)
+}
+
+// peers keeps one multiplexed net/rpc client per peer address.
+type peers struct {
+	m   *mux
+	mu  sync.Mutex
+	cli map[string]*rpc.Client
+}
+
+func (p *peers) client(ctx context.Context, addr string) (*rpc.Client, error) {
+	p.mu.Lock()
+	c := p.cli[addr]
+	p.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	conn, err := p.m.dial(dctx, addr, connForward)
+	if err != nil {
+		return nil, err
+	}
+	c = rpc.NewClient(conn)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if old := p.cli[addr]; old != nil { // lost a race: keep the first
+		c.Close()
+		return old, nil
+	}
+	p.cli[addr] = c
+	return c, nil
+}
+
+func (p *peers) drop(addr string, c *rpc.Client) {
+	p.mu.Lock()
+	if p.cli[addr] == c {
+		delete(p.cli, addr)
+	}
+	p.mu.Unlock()
+	c.Close()
+}
+
+func (p *peers) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for addr, c := range p.cli {
+		c.Close()
+		delete(p.cli, addr)
+	}
+}
+
+// errDial marks a call that never left this node: safe to retry. errBroken marks a call
+// whose connection broke after the request may have been sent.
+var (
+	errDial   = errors.New("raftstore: could not reach peer")
+	errBroken = errors.New("raftstore: peer connection broke")
+)
+
+// call makes one RPC, bounded by ctx. A broken connection is dropped so the next call dials
+// again.
+func (p *peers) call(ctx context.Context, addr, method string, args, reply any) error {
+	c, err := p.client(ctx, addr)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errDial, err)
+	}
+	done := c.Go(method, args, reply, make(chan *rpc.Call, 1)).Done
+	select {
+	case call := <-done:
+		if call.Error != nil {
+			p.drop(addr, c)
+			return fmt.Errorf("%w: %v", errBroken, call.Error)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,57 @@
+package raftstore
+
+import "sort"
+
+// history is the bounded, ordered log of recent events. Each event has a sequence number
+// (its position since the store started) so that watchers can keep a cursor that survives
+// trimming. Revisions are dropped whole: a transaction's events go together.
+type history struct {
+	events  []Event
+	start   int    // events[start:] are live; the prefix waits to be reclaimed
+	base    uint64 // sequence number of events[start]
+	compact int64  // events of revisions at or below this are gone
+}
+
+func (h *history) len() int { return len(h.events) - h.start }
+
+// head is the sequence number the next event will get.
+func (h *history) head() uint64 { return h.base + uint64(h.len()) }
+
+func (h *history) append(ev Event) { h.events = append(h.events, ev) }
+
+// at returns the event with sequence number seq, which must be in [base, head).
+func (h *history) at(seq uint64) *Event { return &h.events[h.start+int(seq-h.base)] }
+
+// dropRevision removes every event of the oldest revision and returns that revision.
+func (h *history) dropRevision() int64 {
+	rev := h.events[h.start].Revision
+	for h.len() > 0 && h.events[h.start].Revision == rev {
+		h.events[h.start] = Event{} // let the values be collected
+		h.start++
+		h.base++
+	}
+	// Reclaim the dead prefix once it is the larger part of the slice.
+	if h.start > 1024 && h.start > len(h.events)/2 {
+		n := copy(h.events, h.events[h.start:])
+		clear(h.events[n:])
+		h.events = h.events[:n]
+		h.start = 0
+	}
+	return rev
+}
+
+// seqAfter returns the sequence number of the first event with a revision above rev.
+func (h *history) seqAfter(rev int64) uint64 {
+	live := h.events[h.start:]
+	i := sort.Search(len(live), func(i int) bool { return live[i].Revision > rev })
+	return h.base + uint64(i)
+}
+
+// reset empties the history after a snapshot replaced the state at revision rev. Sequence
+// numbers keep counting so that old cursors can tell they were cut off.
+func (h *history) reset(rev int64) {
+	h.base = h.head()
+	h.events = nil
+	h.start = 0
+	h.compact = rev
+}

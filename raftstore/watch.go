@@ -1,0 +1,154 @@
+package raftstore
+
+import (
+	"context"
+	"strings"
+	"sync"
+)
+
+// Watcher delivers the changes under a prefix, in revision order, each exactly once.
+// Events is closed when the watch ends; Err then says why: the context ended (its error),
+// the watcher fell too far behind (ErrWatcherSlow), its start was compacted or the state
+// was replaced by a snapshot (a *CompactedError), or the store closed (ErrClosed). On any of
+// these the caller re-lists and watches again from the list's revision.
+type Watcher struct {
+	events chan Event
+	cancel context.CancelFunc
+	done   chan struct{}
+	mu     sync.Mutex
+	err    error
+}
+
+// Events returns the channel of changes.
+func (w *Watcher) Events() <-chan Event { return w.events }
+
+// Err says why Events was closed; nil while the watch runs.
+func (w *Watcher) Err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// Stop ends the watch and waits for its goroutine to finish.
+func (w *Watcher) Stop() {
+	w.cancel()
+	<-w.done
+}
+
+// watchConfig bounds a watcher: its channel buffer, and how many events it may lag behind
+// the newest before it is closed so that it never pins memory or slows anyone else.
+type watchConfig struct {
+	buffer int
+	maxLag uint64
+}
+
+// watch starts a watcher for events with revisions above from. The watcher pulls from the
+// shared history with its own cursor: writers never wait for watchers.
+func (f *fsm) watch(ctx context.Context, storeCtx context.Context, wg *sync.WaitGroup, prefix string, from int64, wc watchConfig) (*Watcher, error) {
+	f.mu.RLock()
+	if from == 0 {
+		from = f.rev
+	}
+	if from < f.hist.compact {
+		oldest := f.hist.compact
+		f.mu.RUnlock()
+		return nil, &CompactedError{Requested: from, Oldest: oldest}
+	}
+	cursor := f.hist.seqAfter(from)
+	epoch := f.epoch
+	f.mu.RUnlock()
+
+	ctx, cancel := context.WithCancel(ctx)
+	w := &Watcher{events: make(chan Event, wc.buffer), cancel: cancel, done: make(chan struct{})}
+	if f.m != nil {
+		f.m.watchers.Inc()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(w.done)
+		defer close(w.events)
+		defer cancel()
+		if f.m != nil {
+			defer f.m.watchers.Dec()
+		}
+		err := f.runWatcher(ctx, storeCtx, w.events, prefix, from, cursor, epoch, wc)
+		w.mu.Lock()
+		w.err = err
+		w.mu.Unlock()
+	}()
+	return w, nil
+}
+
+func (f *fsm) runWatcher(ctx, storeCtx context.Context, out chan<- Event, prefix string, from int64, cursor uint64, epoch uint64, wc watchConfig) error {
+	batch := make([]Event, 0, 256)
+	last := from // the newest revision delivered, for the error a cut-off watcher gets
+	for {
+		batch = batch[:0]
+		f.mu.RLock()
+		if f.epoch != epoch || cursor < f.hist.base {
+			err := &CompactedError{Requested: last, Oldest: f.hist.compact}
+			f.mu.RUnlock()
+			return err
+		}
+		head := f.hist.head()
+		for cursor < head && len(batch) < cap(batch) {
+			ev := f.hist.at(cursor)
+			cursor++
+			if ev.Revision > from && strings.HasPrefix(ev.KV.Key, prefix) {
+				batch = append(batch, *ev)
+			}
+		}
+		notify := f.notify
+		f.mu.RUnlock()
+
+		for i := range batch {
+			if !f.send(ctx, storeCtx, out, &batch[i], cursor, wc.maxLag) {
+				return watchEndReason(ctx, storeCtx)
+			}
+			last = batch[i].Revision
+		}
+		if len(batch) > 0 {
+			continue // there may be more before waiting
+		}
+		select {
+		case <-notify:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-storeCtx.Done():
+			return ErrClosed
+		}
+	}
+}
+
+// send delivers one event, giving up if the watcher lags more than maxLag events behind the
+// newest while its consumer is not reading.
+func (f *fsm) send(ctx, storeCtx context.Context, out chan<- Event, ev *Event, cursor, maxLag uint64) bool {
+	for {
+		f.mu.RLock()
+		notify := f.notify
+		f.mu.RUnlock()
+		if f.headSeq.Load()-cursor > maxLag {
+			return false
+		}
+		select {
+		case out <- *ev:
+			return true
+		case <-notify:
+		case <-ctx.Done():
+			return false
+		case <-storeCtx.Done():
+			return false
+		}
+	}
+}
+
+func watchEndReason(ctx, storeCtx context.Context) error {
+	if storeCtx.Err() != nil {
+		return ErrClosed
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return ErrWatcherSlow
+}
