@@ -489,6 +489,9 @@ func (r *Libcontainer) Exec(ctx context.Context, id string, spec ExecSpec) (int,
 	}
 	cwd := spec.WorkingDir
 	if cwd == "" {
+		cwd = c.spec.WorkingDir
+	}
+	if cwd == "" {
 		cwd = "/"
 	}
 	stdout, stderr := spec.Stdout, spec.Stderr
@@ -502,8 +505,8 @@ func (r *Libcontainer) Exec(ctx context.Context, id string, spec ExecSpec) (int,
 		Args:   spec.Args,
 		Env:    withDefaultPath(env),
 		Cwd:    cwd,
-		UID:    int(spec.UID),
-		GID:    int(spec.GID),
+		UID:    int(c.spec.UID),
+		GID:    int(c.spec.GID),
 		Stdout: stdout,
 		Stderr: stderr,
 	}

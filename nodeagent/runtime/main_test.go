@@ -18,6 +18,9 @@ var testLayers []string
 func TestMain(m *testing.M) {
 	// libcontainer re-executes this test binary as each container's init.
 	runtime.MaybeInit()
+	if helper := os.Getenv(helperEnv); helper != "" {
+		os.Exit(runHelper(helper))
+	}
 	os.Exit(runTests(m))
 }
 

@@ -22,7 +22,10 @@ func (r *Libcontainer) recoverAll() error {
 			continue
 		}
 		if err := r.recoverOne(e.Name()); err != nil {
-			return fmt.Errorf("recover container %s: %w", e.Name(), err)
+			// One damaged container must not keep the agent from
+			// starting: report it as ended, so it gets removed.
+			r.log.Error("recovering container", "container", e.Name(), "err", err)
+			r.markLost(e.Name())
 		}
 	}
 	return nil
@@ -37,7 +40,7 @@ func (r *Libcontainer) recoverOne(id string) error {
 		return os.RemoveAll(filepath.Join(r.containersDir, id))
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("read meta.json: %w", err)
 	}
 	meta.Spec.ID = id
 	c := r.newContainer(meta.Spec)
@@ -55,7 +58,8 @@ func (r *Libcontainer) recoverOne(id string) error {
 		return nil
 	}
 	if !errors.Is(err, os.ErrNotExist) {
-		return err
+		// Torn by a crash: find out again from the process.
+		r.log.Warn("unreadable exit record", "container", id, "err", err)
 	}
 
 	lc, err := libcontainer.Load(r.stateRoot, id)
@@ -109,6 +113,24 @@ func (r *Libcontainer) recoverOne(id string) error {
 	}
 	c.applyExit(rec)
 	return nil
+}
+
+// markLost registers id as a container whose end is unknown, replacing
+// whatever a failed recovery registered.
+func (r *Libcontainer) markLost(id string) {
+	old := r.containers[id]
+	c := r.newContainer(Spec{ID: id})
+	if old != nil {
+		c.spec, c.lc, c.cgroupPaths = old.spec, old.lc, old.cgroupPaths
+		old.mu.Lock()
+		if old.pidfd != nil {
+			old.pidfd.Close()
+			old.pidfd = nil
+		}
+		old.mu.Unlock()
+	}
+	c.applyExit(exitRecord{ExitCode: 137, Reason: ReasonUnknown, FinishedAt: time.Now()})
+	r.containers[id] = c
 }
 
 // isZombie reports whether pid is the exited, unreaped process that

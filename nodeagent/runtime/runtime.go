@@ -82,13 +82,14 @@ type Resources struct {
 	PidsLimit        int64
 }
 
-// ExecSpec describes a process to run in a running container.
+// ExecSpec describes a process to run in a running container. It runs as
+// the container's user, as kubectl exec does.
 type ExecSpec struct {
 	Args []string
 	// Env defaults to the container's environment.
-	Env        []string
+	Env []string
+	// WorkingDir defaults to the container's.
 	WorkingDir string
-	UID, GID   uint32
 	Stdout     io.Writer
 	Stderr     io.Writer
 }
