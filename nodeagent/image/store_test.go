@@ -410,3 +410,30 @@ func TestRemoveKeepsSharedLayers(t *testing.T) {
 
 // nilLogger keeps the registry's request log out of test output.
 func nilLogger() *log.Logger { return log.New(io.Discard, "", 0) }
+
+func TestConcurrentAddsShareOneUnpack(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	s := newStore(t)
+	errs := make(chan error, 4)
+	for i := range 4 {
+		go func() {
+			_, err := s.Add(ctx, fmt.Sprintf("skiff.local/copy%d:latest", i), testImage(t))
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, err := s.List(ctx)
+	if err != nil || len(list) != 4 {
+		t.Fatalf("list: %d images, %v", len(list), err)
+	}
+	root, _ := s.Rootfs(ctx, "skiff.local/copy0:latest")
+	layers, _ := os.ReadDir(filepath.Dir(root.LayerDirs[0]))
+	if len(layers) != 1 {
+		t.Fatalf("%d layer dirs for one shared layer", len(layers))
+	}
+}
