@@ -57,8 +57,8 @@ type Stats struct {
 
 // PeerProgress is one server's progress as the leader sees it.
 type PeerProgress struct {
-	Server
-	PeerStatus
+	Server Server
+	Status PeerStatus
 	Lag uint64 // leader's applied index minus the peer's
 	Err string // when the peer did not answer
 }
@@ -93,7 +93,7 @@ func (s *Store) Stats(ctx context.Context) Stats {
 	for i, sv := range servers {
 		st.Peers[i].Server = sv
 		if sv.ID == s.cfg.ID {
-			st.Peers[i].PeerStatus = st.PeerStatus
+			st.Peers[i].Status = st.PeerStatus
 			continue
 		}
 		wg.Add(1)
@@ -101,15 +101,15 @@ func (s *Store) Stats(ctx context.Context) Stats {
 			defer wg.Done()
 			cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 			defer cancel()
-			if err := s.peers.call(cctx, p.Address, "Store.Status", struct{}{}, &p.PeerStatus); err != nil {
+			if err := s.peers.call(cctx, p.Server.Address, "Store.Status", struct{}{}, &p.Status); err != nil {
 				p.Err = err.Error()
 			}
 		}(&st.Peers[i])
 	}
 	wg.Wait()
 	for i := range st.Peers {
-		if p := &st.Peers[i]; p.Err == "" && st.AppliedIndex > p.AppliedIndex {
-			p.Lag = st.AppliedIndex - p.AppliedIndex
+		if p := &st.Peers[i]; p.Err == "" && st.AppliedIndex > p.Status.AppliedIndex {
+			p.Lag = st.AppliedIndex - p.Status.AppliedIndex
 		}
 	}
 	return st

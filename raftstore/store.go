@@ -115,8 +115,11 @@ func (s *Store) openRaft() error {
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.TrailingLogs = cfg.TrailingLogs
+	// Group commit: raft's leader loop drains every Apply waiting on its channel (up to
+	// MaxAppendEntries) into one log write and one fsync. BatchApplyCh is left off: it
+	// buffers the channel, and an Apply racing Shutdown can then enqueue a future that is
+	// never answered.
 	rc.MaxAppendEntries = 256
-	rc.BatchApplyCh = true // lets concurrent writers fill one log batch: group commit
 	rc.NotifyCh = notify
 	rc.Logger = hlog
 	rc.NoLegacyTelemetry = true
