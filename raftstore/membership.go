@@ -59,8 +59,8 @@ type Stats struct {
 type PeerProgress struct {
 	Server Server
 	Status PeerStatus
-	Lag uint64 // leader's applied index minus the peer's
-	Err string // when the peer did not answer
+	Lag    uint64 // leader's applied index minus the peer's
+	Err    string // when the peer did not answer
 }
 
 func (s *Store) selfStatus() PeerStatus {

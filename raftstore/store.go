@@ -73,7 +73,7 @@ func Open(cfg Config) (*Store, error) {
 		cfg.Layer.Close()
 		return nil, err
 	}
-	s.verify = &verifier{r: s.raft, wg: &s.wg}
+	s.verify = &verifier{r: s.raft, ctx: ctx, wg: &s.wg}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -479,6 +479,7 @@ func (s *Store) WaitRevision(ctx context.Context, rev int64) error {
 // started after it arrived, and one round serves all who arrived before it.
 type verifier struct {
 	r       *raft.Raft
+	ctx     context.Context // the store's: ends the wait on Close
 	wg      *sync.WaitGroup
 	mu      sync.Mutex
 	pending []chan error
@@ -503,6 +504,20 @@ func (v *verifier) verify(ctx context.Context) error {
 	}
 }
 
+// verifyOnce runs one VerifyLeader round. raft buffers verify requests, so one that races
+// Shutdown may never be answered: the wait ends with the store instead, and the goroutine
+// blocked on it (at most one per closed store) is abandoned.
+func (v *verifier) verifyOnce() error {
+	ch := make(chan error, 1)
+	go func() { ch <- v.r.VerifyLeader().Error() }()
+	select {
+	case err := <-ch:
+		return err
+	case <-v.ctx.Done():
+		return ErrClosed
+	}
+}
+
 func (v *verifier) run() {
 	defer v.wg.Done()
 	for {
@@ -515,7 +530,7 @@ func (v *verifier) run() {
 			return
 		}
 		v.mu.Unlock()
-		err := v.r.VerifyLeader().Error()
+		err := v.verifyOnce()
 		if err != nil {
 			err = raftError(err)
 			if errors.Is(err, ErrIndeterminate) { // nothing was written: just not leader
