@@ -30,7 +30,7 @@ func startLoad(ctx context.Context, c *rafttest.Cluster, writers int, prefix str
 			defer l.wg.Done()
 			for i := 0; ctx.Err() == nil; i++ {
 				n := nodes[(w+i)%len(nodes)]
-				s := n.Store
+				s := n.Store()
 				if s == nil {
 					time.Sleep(10 * time.Millisecond)
 					continue
@@ -104,12 +104,12 @@ func TestLeaderKilledDuringLoadLosesNoAcknowledgedWrite(t *testing.T) {
 	})
 	stop()
 	l.wg.Wait()
-	l.checkAcked(t, ctx, newLeader.Store, "/load/")
+	l.checkAcked(t, ctx, newLeader.Store(), "/load/")
 	// The old leader comes back and catches up.
 	if err := old.Start(); err != nil {
 		t.Fatal(err)
 	}
-	l.checkAcked(t, ctx, old.Store, "/load/")
+	l.checkAcked(t, ctx, old.Store(), "/load/")
 }
 
 func TestPartitionedFollowerCatchesUpAfterHealing(t *testing.T) {
@@ -118,19 +118,19 @@ func TestPartitionedFollowerCatchesUpAfterHealing(t *testing.T) {
 	f := c.Followers()[0]
 	f.Layer.Isolate(true)
 	for i := 0; i < 20; i++ {
-		if _, err := c.Leader().Store.Put(ctx, fmt.Sprintf("/part/%d", i), []byte("v")); err != nil {
+		if _, err := c.Leader().Store().Put(ctx, fmt.Sprintf("/part/%d", i), []byte("v")); err != nil {
 			t.Fatalf("write with one follower cut off: %v", err)
 		}
 	}
 	// The cut-off node cannot serve a linearizable read.
 	rctx, cancel := context.WithTimeout(ctx, time.Second)
-	_, err := f.Store.Get(rctx, "/part/0", raftstore.ReadOptions{})
+	_, err := f.Store().Get(rctx, "/part/0", raftstore.ReadOptions{})
 	cancel()
 	if err == nil {
 		t.Fatal("a partitioned follower answered a linearizable read")
 	}
 	f.Layer.Isolate(false)
-	got, err := f.Store.List(ctx, "/part/", raftstore.ListOptions{})
+	got, err := f.Store().List(ctx, "/part/", raftstore.ListOptions{})
 	if err != nil || len(got.KVs) != 20 {
 		t.Fatalf("after healing: %d keys, %v", len(got.KVs), err)
 	}
@@ -145,32 +145,32 @@ func TestLeaderOnTheMinoritySideStepsDown(t *testing.T) {
 	var newLeader *rafttest.Node
 	rafttest.Eventually(t, 10*time.Second, func() error {
 		for _, n := range c.Running() {
-			if n != old && n.Store.IsLeader() {
+			if n != old && n.Store().IsLeader() {
 				newLeader = n
 				return nil
 			}
 		}
 		return errors.New("no leader on the majority side")
 	})
-	if _, err := newLeader.Store.Put(ctx, "/minority", []byte("majority")); err != nil {
+	if _, err := newLeader.Store().Put(ctx, "/minority", []byte("majority")); err != nil {
 		t.Fatal(err)
 	}
 	// The old leader loses its lease and refuses writes instead of acknowledging them.
 	rafttest.Eventually(t, 5*time.Second, func() error {
-		if old.Store.IsLeader() {
+		if old.Store().IsLeader() {
 			return errors.New("isolated leader still leads")
 		}
 		return nil
 	})
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	_, err := old.Store.Put(wctx, "/minority", []byte("lost"))
+	_, err := old.Store().Put(wctx, "/minority", []byte("lost"))
 	cancel()
 	if err == nil {
 		t.Fatal("the isolated old leader acknowledged a write")
 	}
 	old.Layer.Isolate(false)
 	rafttest.Eventually(t, 10*time.Second, func() error {
-		kv, err := old.Store.Get(ctx, "/minority", raftstore.ReadOptions{})
+		kv, err := old.Store().Get(ctx, "/minority", raftstore.ReadOptions{})
 		if err != nil || string(kv.Value) != "majority" {
 			return fmt.Errorf("%q %v", kv.Value, err)
 		}
@@ -187,27 +187,27 @@ func TestNodeRestartsFromItsDataDir(t *testing.T) {
 	ctx := rafttest.Ctx(t, 60*time.Second)
 	f := c.Followers()[0]
 	for i := 0; i < 200; i++ {
-		if _, err := c.Leader().Store.Put(ctx, fmt.Sprintf("/rs/%03d", i), []byte(fmt.Sprint(i))); err != nil {
+		if _, err := c.Leader().Store().Put(ctx, fmt.Sprintf("/rs/%03d", i), []byte(fmt.Sprint(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	time.Sleep(300 * time.Millisecond) // let a snapshot happen
 	f.Stop()
 	for i := 200; i < 220; i++ {
-		if _, err := c.Leader().Store.Put(ctx, fmt.Sprintf("/rs/%03d", i), []byte(fmt.Sprint(i))); err != nil {
+		if _, err := c.Leader().Store().Put(ctx, fmt.Sprintf("/rs/%03d", i), []byte(fmt.Sprint(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := f.Start(); err != nil {
 		t.Fatal(err)
 	}
-	got, err := f.Store.List(ctx, "/rs/", raftstore.ListOptions{})
+	got, err := f.Store().List(ctx, "/rs/", raftstore.ListOptions{})
 	if err != nil || len(got.KVs) != 220 {
 		t.Fatalf("restarted node has %d keys, %v", len(got.KVs), err)
 	}
 	// Its revisions agree with the leader's.
-	lead, _ := c.Leader().Store.Get(ctx, "/rs/150", raftstore.ReadOptions{})
-	mine, _ := f.Store.Get(ctx, "/rs/150", raftstore.ReadOptions{Stale: true})
+	lead, _ := c.Leader().Store().Get(ctx, "/rs/150", raftstore.ReadOptions{})
+	mine, _ := f.Store().Get(ctx, "/rs/150", raftstore.ReadOptions{Stale: true})
 	if lead.ModRevision != mine.ModRevision || lead.ModRevision == 0 {
 		t.Fatalf("revisions differ after restart: %d vs %d", lead.ModRevision, mine.ModRevision)
 	}
@@ -221,30 +221,30 @@ func TestNewNodeCatchesUpBySnapshotInstall(t *testing.T) {
 	}})
 	ctx := rafttest.Ctx(t, 60*time.Second)
 	for i := 0; i < 500; i++ {
-		if _, err := c.Leader().Store.Put(ctx, fmt.Sprintf("/snap/%03d", i), []byte(fmt.Sprint(i))); err != nil {
+		if _, err := c.Leader().Store().Put(ctx, fmt.Sprintf("/snap/%03d", i), []byte(fmt.Sprint(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	time.Sleep(300 * time.Millisecond)
 	n := c.AddNode()
-	if err := c.Leader().Store.AddNonvoter(n.ID, n.Addr); err != nil {
+	if err := c.Leader().Store().AddNonvoter(n.ID, n.Addr); err != nil {
 		t.Fatal(err)
 	}
 	rafttest.Eventually(t, 20*time.Second, func() error {
-		res, err := n.Store.List(ctx, "/snap/", raftstore.ListOptions{ReadOptions: raftstore.ReadOptions{Stale: true}})
+		res, err := n.Store().List(ctx, "/snap/", raftstore.ListOptions{ReadOptions: raftstore.ReadOptions{Stale: true}})
 		if err != nil || len(res.KVs) != 500 {
 			return fmt.Errorf("new node has %d keys, %v", len(res.KVs), err)
 		}
 		return nil
 	})
-	if err := c.Leader().Store.AddVoter(n.ID, n.Addr); err != nil {
+	if err := c.Leader().Store().AddVoter(n.ID, n.Addr); err != nil {
 		t.Fatal(err)
 	}
-	servers, err := c.Leader().Store.Servers()
+	servers, err := c.Leader().Store().Servers()
 	if err != nil || len(servers) != 4 {
 		t.Fatalf("configuration: %+v %v", servers, err)
 	}
-	st := c.Leader().Store.Stats(ctx)
+	st := c.Leader().Store().Stats(ctx)
 	if len(st.Peers) != 4 {
 		t.Fatalf("leader stats list %d peers", len(st.Peers))
 	}
@@ -253,7 +253,7 @@ func TestNewNodeCatchesUpBySnapshotInstall(t *testing.T) {
 			t.Fatalf("peer %s did not report: %s", p.Server.ID, p.Err)
 		}
 	}
-	if err := c.Leader().Store.RemoveServer(n.ID); err != nil {
+	if err := c.Leader().Store().RemoveServer(n.ID); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -281,17 +281,17 @@ func TestFullRestartKeepsEveryAcknowledgedWrite(t *testing.T) {
 		}
 	}
 	leader := c.WaitLeader(10 * time.Second)
-	l.checkAcked(t, ctx, leader.Store, "/full/")
+	l.checkAcked(t, ctx, leader.Store(), "/full/")
 }
 
 func TestLeadershipChangesAreObserved(t *testing.T) {
 	c := rafttest.New(t, 3, rafttest.Options{})
 	old := c.Leader()
-	ch := old.Store.LeadershipChanges()
+	ch := old.Store().LeadershipChanges()
 	if st := <-ch; !st.Leader || st.Term == 0 {
 		t.Fatalf("leader's first observation: %+v", st)
 	}
-	if err := old.Store.TransferLeadership(); err != nil {
+	if err := old.Store().TransferLeadership(); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -306,7 +306,7 @@ func TestLeadershipChangesAreObserved(t *testing.T) {
 	if nl == old {
 		t.Fatal("leadership did not move")
 	}
-	if st := <-nl.Store.LeadershipChanges(); !st.Leader {
+	if st := <-nl.Store().LeadershipChanges(); !st.Leader {
 		t.Fatalf("new leader's observation: %+v", st)
 	}
 }
@@ -317,14 +317,14 @@ func TestWrongSecretIsRefused(t *testing.T) {
 	// A node with another secret cannot join, nor forward writes to the leader.
 	c.Secret = []byte("wrong")
 	n := c.AddNode()
-	if err := c.Leader().Store.AddNonvoter(n.ID, n.Addr); err != nil {
+	if err := c.Leader().Store().AddNonvoter(n.ID, n.Addr); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second)
-	if res, _ := n.Store.List(ctx, "/", raftstore.ListOptions{ReadOptions: raftstore.ReadOptions{Stale: true}}); len(res.KVs) != 0 || n.Store.Revision() != 0 {
+	if res, _ := n.Store().List(ctx, "/", raftstore.ListOptions{ReadOptions: raftstore.ReadOptions{Stale: true}}); len(res.KVs) != 0 || n.Store().Revision() != 0 {
 		t.Fatal("a node with the wrong secret received the log")
 	}
-	if _, leader := n.Store.Leader(); leader != "" {
+	if _, leader := n.Store().Leader(); leader != "" {
 		t.Fatalf("a node with the wrong secret learned the leader %s", leader)
 	}
 }

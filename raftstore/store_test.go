@@ -16,7 +16,7 @@ func TestWritesOnAnyNodeAreReadOnEveryNode(t *testing.T) {
 	ctx := rafttest.Ctx(t, 30*time.Second)
 	for i, n := range c.Nodes {
 		key := fmt.Sprintf("/k/%d", i)
-		kv, err := n.Store.Create(ctx, key, []byte(n.ID))
+		kv, err := n.Store().Create(ctx, key, []byte(n.ID))
 		if err != nil {
 			t.Fatalf("create on %s: %v", n.ID, err)
 		}
@@ -26,12 +26,12 @@ func TestWritesOnAnyNodeAreReadOnEveryNode(t *testing.T) {
 	}
 	for _, reader := range c.Nodes {
 		for i, writer := range c.Nodes {
-			kv, err := reader.Store.Get(ctx, fmt.Sprintf("/k/%d", i), raftstore.ReadOptions{})
+			kv, err := reader.Store().Get(ctx, fmt.Sprintf("/k/%d", i), raftstore.ReadOptions{})
 			if err != nil || string(kv.Value) != writer.ID {
 				t.Fatalf("linearizable get on %s of %s's key: %q, %v", reader.ID, writer.ID, kv.Value, err)
 			}
 		}
-		res, err := reader.Store.List(ctx, "/k/", raftstore.ListOptions{})
+		res, err := reader.Store().List(ctx, "/k/", raftstore.ListOptions{})
 		if err != nil || len(res.KVs) != 3 {
 			t.Fatalf("list on %s: %d keys, %v", reader.ID, len(res.KVs), err)
 		}
@@ -41,7 +41,7 @@ func TestWritesOnAnyNodeAreReadOnEveryNode(t *testing.T) {
 func TestRevisionsAdvanceOnEverySuccessfulWrite(t *testing.T) {
 	c := rafttest.New(t, 3, rafttest.Options{})
 	ctx := rafttest.Ctx(t, 30*time.Second)
-	s := c.Followers()[0].Store
+	s := c.Followers()[0].Store()
 	a, err := s.Create(ctx, "/a", []byte("1"))
 	if err != nil {
 		t.Fatal(err)
@@ -61,20 +61,20 @@ func TestRevisionsAdvanceOnEverySuccessfulWrite(t *testing.T) {
 func TestCompareAndSwapConflicts(t *testing.T) {
 	c := rafttest.New(t, 3, rafttest.Options{})
 	ctx := rafttest.Ctx(t, 30*time.Second)
-	f := c.Followers()[0].Store
+	f := c.Followers()[0].Store()
 	kv, err := f.Create(ctx, "/cas", []byte("v1"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Leader().Store.Update(ctx, "/cas", []byte("v2"), kv.ModRevision); err != nil {
+	if _, err := c.Leader().Store().Update(ctx, "/cas", []byte("v2"), kv.ModRevision); err != nil {
 		t.Fatal(err)
 	}
 	// The same stale revision now loses, from any node, and changes nothing.
 	for _, n := range c.Nodes {
-		if _, err := n.Store.Update(ctx, "/cas", []byte("stale"), kv.ModRevision); !errors.Is(err, raftstore.ErrConflict) {
+		if _, err := n.Store().Update(ctx, "/cas", []byte("stale"), kv.ModRevision); !errors.Is(err, raftstore.ErrConflict) {
 			t.Fatalf("stale update on %s: %v, want ErrConflict", n.ID, err)
 		}
-		if _, err := n.Store.Delete(ctx, "/cas", kv.ModRevision); !errors.Is(err, raftstore.ErrConflict) {
+		if _, err := n.Store().Delete(ctx, "/cas", kv.ModRevision); !errors.Is(err, raftstore.ErrConflict) {
 			t.Fatalf("stale delete on %s: %v, want ErrConflict", n.ID, err)
 		}
 	}
@@ -100,7 +100,7 @@ func TestCompareAndSwapConflicts(t *testing.T) {
 func TestTransactionIsAllOrNothing(t *testing.T) {
 	c := rafttest.New(t, 3, rafttest.Options{})
 	ctx := rafttest.Ctx(t, 30*time.Second)
-	s := c.Followers()[1].Store
+	s := c.Followers()[1].Store()
 	x, err := s.Create(ctx, "/t/x", []byte("x0"))
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +146,7 @@ func TestTransactionIsAllOrNothing(t *testing.T) {
 func TestLimitsRejectBadWritesAndChangeNothing(t *testing.T) {
 	c := rafttest.New(t, 3, rafttest.Options{})
 	ctx := rafttest.Ctx(t, 30*time.Second)
-	s := c.Followers()[0].Store
+	s := c.Followers()[0].Store()
 	if err := s.ReadBarrier(ctx); err != nil {
 		t.Fatal(err)
 	}

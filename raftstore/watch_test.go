@@ -32,10 +32,10 @@ func collect(t *testing.T, w *raftstore.Watcher, n int) []raftstore.Event {
 func TestWatchSeesEveryChangeInOrderOnEveryNode(t *testing.T) {
 	c := rafttest.New(t, 3, rafttest.Options{})
 	ctx := rafttest.Ctx(t, 60*time.Second)
-	start := c.Leader().Store.Revision()
+	start := c.Leader().Store().Revision()
 	var watchers []*raftstore.Watcher
 	for _, n := range c.Nodes {
-		w, err := n.Store.Watch(ctx, "/w/", start)
+		w, err := n.Store().Watch(ctx, "/w/", start)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -45,7 +45,7 @@ func TestWatchSeesEveryChangeInOrderOnEveryNode(t *testing.T) {
 	// Writes through every node, including keys outside the prefix that must not show.
 	const n = 60
 	for i := 0; i < n; i++ {
-		s := c.Nodes[i%3].Store
+		s := c.Nodes[i%3].Store()
 		key := fmt.Sprintf("/w/%d", i%7)
 		if _, err := s.Put(ctx, key, []byte(fmt.Sprint(i))); err != nil {
 			t.Fatal(err)
@@ -83,7 +83,7 @@ func TestWatchSeesEveryChangeInOrderOnEveryNode(t *testing.T) {
 func TestWatchResumesFromARevision(t *testing.T) {
 	c := rafttest.New(t, 3, rafttest.Options{})
 	ctx := rafttest.Ctx(t, 30*time.Second)
-	s := c.Followers()[0].Store
+	s := c.Followers()[0].Store()
 	var revs []int64
 	for i := 0; i < 10; i++ {
 		kv, err := s.Put(ctx, "/r/k", []byte(fmt.Sprint(i)))
@@ -109,7 +109,7 @@ func TestWatchResumesFromARevision(t *testing.T) {
 func TestWatchFromBeforeTheHistoryIsCompacted(t *testing.T) {
 	c := rafttest.New(t, 3, rafttest.Options{Tune: func(cfg *raftstore.Config) { cfg.HistoryEvents = 20 }})
 	ctx := rafttest.Ctx(t, 30*time.Second)
-	s := c.Leader().Store
+	s := c.Leader().Store()
 	first, err := s.Put(ctx, "/c/k", []byte("0"))
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +149,7 @@ func TestSlowWatcherIsClosedWithoutBlockingWrites(t *testing.T) {
 		cfg.WatchMaxLag = 50
 	}})
 	ctx := rafttest.Ctx(t, 30*time.Second)
-	s := c.Leader().Store
+	s := c.Leader().Store()
 	slow, err := s.Watch(ctx, "/s/", 0) // never read
 	if err != nil {
 		t.Fatal(err)
@@ -195,7 +195,7 @@ func TestSlowWatcherIsClosedWithoutBlockingWrites(t *testing.T) {
 func TestListPagesReadOneConsistentRevision(t *testing.T) {
 	c := rafttest.New(t, 3, rafttest.Options{})
 	ctx := rafttest.Ctx(t, 30*time.Second)
-	s := c.Followers()[0].Store
+	s := c.Followers()[0].Store()
 	for i := 0; i < 25; i++ {
 		if _, err := s.Create(ctx, fmt.Sprintf("/p/%02d", i), []byte("v0")); err != nil {
 			t.Fatal(err)
@@ -217,7 +217,7 @@ func TestListPagesReadOneConsistentRevision(t *testing.T) {
 	}
 	all := page.KVs
 	for page.Continue != "" {
-		page, err = c.Nodes[2].Store.List(ctx, "/p/", raftstore.ListOptions{Limit: 10, Continue: page.Continue})
+		page, err = c.Nodes[2].Store().List(ctx, "/p/", raftstore.ListOptions{Limit: 10, Continue: page.Continue})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,9 +18,12 @@ type Node struct {
 	Dir   string
 	Addr  string
 	Layer *FaultLayer
-	Store *raftstore.Store // nil while stopped
+	store atomic.Pointer[raftstore.Store] // nil while stopped
 	c     *Cluster
 }
+
+// Store returns the node's store, nil while it is stopped.
+func (n *Node) Store() *raftstore.Store { return n.store.Load() }
 
 // Cluster is a set of nodes in this process over real TCP and real disk.
 type Cluster struct {
@@ -52,7 +56,7 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	}
 	t.Cleanup(c.Close)
 	for _, node := range c.Nodes {
-		if err := node.Store.Bootstrap(servers); err != nil {
+		if err := node.Store().Bootstrap(servers); err != nil {
 			t.Fatalf("bootstrap %s: %v", node.ID, err)
 		}
 	}
@@ -102,15 +106,14 @@ func (n *Node) Start() error {
 	if err != nil {
 		return err
 	}
-	n.Store = s
+	n.store.Store(s)
 	return nil
 }
 
 // Stop closes the node's store, keeping its data.
 func (n *Node) Stop() {
-	if n.Store != nil {
-		_ = n.Store.Close()
-		n.Store = nil
+	if s := n.store.Swap(nil); s != nil {
+		_ = s.Close()
 	}
 }
 
@@ -125,7 +128,7 @@ func (c *Cluster) Close() {
 func (c *Cluster) Running() []*Node {
 	var out []*Node
 	for _, n := range c.Nodes {
-		if n.Store != nil {
+		if n.Store() != nil {
 			out = append(out, n)
 		}
 	}
@@ -135,7 +138,7 @@ func (c *Cluster) Running() []*Node {
 // Leader returns the running node that leads and is ready, or nil.
 func (c *Cluster) Leader() *Node {
 	for _, n := range c.Running() {
-		if n.Store.IsLeader() {
+		if n.Store().IsLeader() {
 			return n
 		}
 	}
@@ -160,7 +163,7 @@ func (c *Cluster) WaitLeader(timeout time.Duration) *Node {
 func (c *Cluster) Followers() []*Node {
 	var out []*Node
 	for _, n := range c.Running() {
-		if !n.Store.IsLeader() {
+		if !n.Store().IsLeader() {
 			out = append(out, n)
 		}
 	}
