@@ -1,0 +1,80 @@
+package apiserver
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/skiff-dev/skiff/raftstore"
+)
+
+// Store is what the apiserver needs from the replicated keyspace; *raftstore.Store
+// satisfies it.
+type Store interface {
+	Get(ctx context.Context, key string, opts raftstore.ReadOptions) (raftstore.KV, error)
+	List(ctx context.Context, prefix string, opts raftstore.ListOptions) (raftstore.ListResult, error)
+	Txn(ctx context.Context, ops ...raftstore.Op) (*raftstore.TxnResult, error)
+	Watch(ctx context.Context, prefix string, from int64) (*raftstore.Watcher, error)
+	WaitRevision(ctx context.Context, rev int64) error
+	Leader() (id, addr string)
+}
+
+var _ Store = (*raftstore.Store)(nil)
+
+// UserInfo is an authenticated identity.
+type UserInfo struct {
+	Name   string
+	UID    string
+	Groups []string
+}
+
+// Config configures a Server. Only Store and ServingCert are required.
+type Config struct {
+	Store       Store
+	ServingCert tls.Certificate
+	// ClientCA verifies x509 client certificates: CN is the user, O the groups.
+	ClientCA *x509.CertPool
+	// Tokens are static bearer tokens.
+	Tokens  map[string]UserInfo
+	Logger  *slog.Logger
+	Metrics prometheus.Registerer // may be nil
+
+	// MaxBodyBytes bounds a request body (default 3 MiB, as kube-apiserver).
+	MaxBodyBytes int64
+	// BookmarkInterval is how often a watch that asked for bookmarks gets one (default 30s).
+	BookmarkInterval time.Duration
+	// WatchTimeout is the longest a watch without timeoutSeconds stays open; each watch gets
+	// a random duration between it and twice it, as kube-apiserver (default 30m).
+	WatchTimeout time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// SkipBootstrap leaves out the default namespaces and RBAC roles created at start.
+	SkipBootstrap bool
+}
+
+func (c *Config) setDefaults() error {
+	if c.Store == nil {
+		return errors.New("apiserver: Config.Store is required")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 3 << 20
+	}
+	if c.BookmarkInterval == 0 {
+		c.BookmarkInterval = 30 * time.Second
+	}
+	if c.WatchTimeout == 0 {
+		c.WatchTimeout = 30 * time.Minute
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}

@@ -1,0 +1,221 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/skiff-dev/skiff/raftstore"
+)
+
+func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, q *request) {
+	opts := metav1.GetOptions{}
+	if err := s.codecs.params.DecodeParameters(r.URL.Query(), coreV1, &opts); err != nil {
+		writeError(w, badRequest(err), q.gr(), q.ri.Name)
+		return
+	}
+	obj, err := s.getObject(r.Context(), q, opts.ResourceVersion)
+	if err != nil {
+		writeError(w, err, q.gr(), q.ri.Name)
+		return
+	}
+	s.writeObject(w, r, q, http.StatusOK, obj)
+}
+
+// getObject reads with Kubernetes' resourceVersion semantics: "" linearizable, "0" from
+// this node's replica, N not older than N.
+func (s *Server) getObject(ctx context.Context, q *request, rv string) (runtime.Object, error) {
+	stale := false
+	if rv != "" {
+		n, err := parseRV(rv)
+		if err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			if err := s.waitRevision(ctx, n); err != nil {
+				return nil, err
+			}
+		}
+		stale = true
+	}
+	obj, _, err := s.objs.get(ctx, q.rs, q.ns, q.ri.Name, stale)
+	if err != nil {
+		return nil, toStatusErr(err, q)
+	}
+	return obj, nil
+}
+
+// waitRevision waits until this node's replica has applied rev.
+func (s *Server) waitRevision(ctx context.Context, rev int64) error {
+	return s.cfg.Store.WaitRevision(ctx, rev)
+}
+
+func parseRV(rv string) (int64, error) {
+	n, err := strconv.ParseInt(rv, 10, 64)
+	if err != nil || n < 0 {
+		return 0, apierrors.NewBadRequest(fmt.Sprintf("invalid resource version %q", rv))
+	}
+	return n, nil
+}
+
+func toStatusErr(err error, q *request) error {
+	st := toStatus(err, q.gr(), q.ri.Name)
+	return &apierrors.StatusError{ErrStatus: *st}
+}
+
+// selector is a list's or watch's label and field filter.
+type selector struct {
+	labels labels.Selector
+	fields fields.Selector
+}
+
+func (s *Server) parseSelector(rs *Resource, opts *metav1.ListOptions) (*selector, error) {
+	sel := &selector{labels: labels.Everything(), fields: fields.Everything()}
+	var err error
+	if opts.LabelSelector != "" {
+		if sel.labels, err = labels.Parse(opts.LabelSelector); err != nil {
+			return nil, apierrors.NewBadRequest("unable to parse requirement: " + err.Error())
+		}
+	}
+	if opts.FieldSelector != "" {
+		if sel.fields, err = fields.ParseSelector(opts.FieldSelector); err != nil {
+			return nil, apierrors.NewBadRequest("invalid field selector: " + err.Error())
+		}
+		known := s.fieldSet(rs, rs.newObject(s.codecs))
+		for _, req := range sel.fields.Requirements() {
+			if _, ok := known[req.Field]; !ok {
+				return nil, apierrors.NewBadRequest(fmt.Sprintf("field label not supported: %s", req.Field))
+			}
+		}
+	}
+	return sel, nil
+}
+
+func (rs *Resource) newObject(c *codecs) runtime.Object {
+	obj, _ := c.scheme.New(rs.gvk())
+	return obj
+}
+
+func (s *Server) fieldSet(rs *Resource, obj runtime.Object) fields.Set {
+	m, _ := meta.Accessor(obj)
+	set := fields.Set{"metadata.name": m.GetName()}
+	if rs.Namespaced {
+		set["metadata.namespace"] = m.GetNamespace()
+	}
+	if rs.Fields != nil {
+		for k, v := range rs.Fields(obj) {
+			set[k] = v
+		}
+	}
+	return set
+}
+
+func (s *Server) matches(rs *Resource, sel *selector, obj runtime.Object) bool {
+	if sel.labels.Empty() && sel.fields.Empty() {
+		return true
+	}
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return false
+	}
+	return sel.labels.Matches(labels.Set(m.GetLabels())) && sel.fields.Matches(s.fieldSet(rs, obj))
+}
+
+func (s *Server) handleList(w http.ResponseWriter, r *http.Request, q *request) {
+	opts := metav1.ListOptions{}
+	if err := s.codecs.params.DecodeParameters(r.URL.Query(), coreV1, &opts); err != nil {
+		writeError(w, badRequest(err), q.gr(), "")
+		return
+	}
+	list, err := s.listObjects(r.Context(), q, &opts)
+	if err != nil {
+		writeError(w, err, q.gr(), "")
+		return
+	}
+	s.writeObject(w, r, q, http.StatusOK, list)
+}
+
+// listObjects reads a page of matching objects into the kind's List type.
+func (s *Server) listObjects(ctx context.Context, q *request, opts *metav1.ListOptions) (runtime.Object, error) {
+	sel, err := s.parseSelector(q.rs, opts)
+	if err != nil {
+		return nil, err
+	}
+	lo := raftstore.ListOptions{Limit: int(opts.Limit), Continue: opts.Continue}
+	if opts.Limit < 0 {
+		return nil, apierrors.NewBadRequest("limit must not be negative")
+	}
+	switch {
+	case opts.Continue != "" && opts.ResourceVersion != "" && opts.ResourceVersion != "0":
+		return nil, apierrors.NewBadRequest("specifying resource version is not allowed when using continue")
+	case opts.Continue != "":
+	case opts.ResourceVersion == "":
+	case opts.ResourceVersion == "0":
+		lo.Stale = true
+	default:
+		n, err := parseRV(opts.ResourceVersion)
+		if err != nil {
+			return nil, err
+		}
+		if opts.ResourceVersionMatch == metav1.ResourceVersionMatchExact || (opts.ResourceVersionMatch == "" && opts.Limit > 0) {
+			lo.Revision = n
+		} else {
+			if err := s.waitRevision(ctx, n); err != nil {
+				return nil, err
+			}
+			lo.Stale = true
+		}
+	}
+	var items []runtime.Object
+	var rev int64
+	var cont string
+	var remaining *int64
+	prefix := s.objs.prefix(q.rs, q.ns)
+	for {
+		res, err := s.cfg.Store.List(ctx, prefix, lo)
+		if err != nil {
+			return nil, toStatusErr(err, q)
+		}
+		rev = res.Revision
+		for _, kv := range res.KVs {
+			obj, err := s.objs.decode(kv)
+			if err != nil {
+				return nil, err
+			}
+			if s.matches(q.rs, sel, obj) {
+				items = append(items, obj)
+			}
+		}
+		cont = res.Continue
+		if cont != "" && sel.labels.Empty() && sel.fields.Empty() {
+			n := int64(res.Remaining)
+			remaining = &n
+		}
+		// With a selector a page may come up short; read on until it is full, as the
+		// Kubernetes storage layer does.
+		if cont == "" || opts.Limit == 0 || int64(len(items)) >= opts.Limit {
+			break
+		}
+		lo = raftstore.ListOptions{Limit: int(opts.Limit) - len(items), Continue: cont}
+	}
+	list, err := s.codecs.scheme.New(q.rs.GVR.GroupVersion().WithKind(q.rs.Kind + "List"))
+	if err != nil {
+		return nil, err
+	}
+	if err := meta.SetList(list, items); err != nil {
+		return nil, err
+	}
+	lm, _ := meta.ListAccessor(list)
+	lm.SetResourceVersion(strconv.FormatInt(rev, 10))
+	lm.SetContinue(cont)
+	lm.SetRemainingItemCount(remaining)
+	return list, nil
+}

@@ -1,0 +1,139 @@
+package apiserver
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+)
+
+// Server serves the Kubernetes API of one control node.
+type Server struct {
+	cfg     Config
+	codecs  *codecs
+	reg     *registry
+	objs    *objectStore
+	metrics *metrics
+	authz   *authorizer
+	openapi *openAPI
+	fms     fieldManagers
+	handler http.Handler
+}
+
+// New builds a server; it starts nothing.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	c, err := newCodecs()
+	if err != nil {
+		return nil, err
+	}
+	reg, err := newRegistry(c, builtinResources())
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, codecs: c, reg: reg, objs: &objectStore{store: cfg.Store, codecs: c}}
+	if s.metrics, err = newMetrics(cfg.Metrics, cfg.Store); err != nil {
+		return nil, err
+	}
+	s.authz = newAuthorizer(s)
+	if s.openapi, err = newOpenAPI(s); err != nil {
+		return nil, err
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler is the whole API, for tests and for callers that serve it themselves.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Serve serves HTTPS on ln until ctx ends, then shuts down (open watches are cancelled).
+// It also creates the default namespaces and RBAC roles once a leader accepts writes.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	tlsCfg := &tls.Config{
+		Certificates: []tls.Certificate{s.cfg.ServingCert},
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		ClientCAs:    s.cfg.ClientCA,
+		MinVersion:   tls.VersionTLS12,
+		NextProtos:   []string{"h2", "http/1.1"},
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 30 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ErrorLog:          nil,
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if !s.cfg.SkipBootstrap {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.bootstrap(ctx)
+		}()
+	}
+	errc := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		errc <- srv.Serve(tls.NewListener(ln, tlsCfg))
+	}()
+	select {
+	case <-ctx.Done():
+		// Watches hold their requests open; BaseContext's cancellation ends them, and
+		// Shutdown waits for the handlers to return.
+		cancel()
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			_ = srv.Close()
+		}
+		<-errc
+		return nil
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	}
+}
+
+func (s *Server) routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(s.recoverPanics, noCache, s.instrument)
+	r.Get("/healthz", s.serveHealth)
+	r.Get("/livez", s.serveLive)
+	r.Get("/readyz", s.serveHealth)
+	r.Group(func(r chi.Router) {
+		r.Use(s.authenticate, s.authorize)
+		r.Get("/version", s.serveVersion)
+		r.Handle("/metrics", s.metrics.handler())
+		r.Get("/api", s.serveCoreGroups)
+		r.Get("/api/", s.serveCoreGroups)
+		r.Get("/apis", s.serveGroups)
+		r.Get("/apis/", s.serveGroups)
+		r.Get("/openapi/v2", s.openapi.serveV2)
+		r.Get("/openapi/v3", s.openapi.serveV3Root)
+		r.Get("/openapi/v3/*", s.openapi.serveV3)
+		r.Get("/api/v1", func(w http.ResponseWriter, r *http.Request) { s.serveResourceList(w, r, "", "v1") })
+		r.Get("/apis/{group}", func(w http.ResponseWriter, r *http.Request) { s.serveGroup(w, r, chi.URLParam(r, "group")) })
+		r.Get("/apis/{group}/{version}", func(w http.ResponseWriter, r *http.Request) {
+			s.serveResourceList(w, r, chi.URLParam(r, "group"), chi.URLParam(r, "version"))
+		})
+		r.HandleFunc("/api/v1/*", s.serveResource)
+		r.HandleFunc("/apis/{group}/{version}/*", s.serveResource)
+	})
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) { writeError(w, errNotFoundPath(r), groupResourceNone, "") })
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeStatus(w, toStatus(errMethodNotAllowed(r), groupResourceNone, ""))
+	})
+	return r
+}

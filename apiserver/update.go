@@ -1,0 +1,121 @@
+package apiserver
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/skiff-dev/skiff/raftstore"
+)
+
+func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request, q *request) {
+	wo, err := parseWriteOptions(r)
+	if err != nil {
+		writeError(w, err, q.gr(), q.ri.Name)
+		return
+	}
+	data, err := s.readBody(r)
+	if err != nil {
+		writeError(w, err, q.gr(), q.ri.Name)
+		return
+	}
+	obj, err := s.decodeBody(w, r, q, data, wo)
+	if err != nil {
+		writeError(w, err, q.gr(), q.ri.Name)
+		return
+	}
+	m, _ := meta.Accessor(obj)
+	if m.GetName() != q.ri.Name {
+		writeError(w, apierrors.NewBadRequest("the name of the object ("+m.GetName()+") does not match the name on the URL ("+q.ri.Name+")"), q.gr(), q.ri.Name)
+		return
+	}
+	if q.rs.Namespaced && m.GetNamespace() != "" && m.GetNamespace() != q.ns {
+		writeError(w, apierrors.NewBadRequest("the namespace of the provided object does not match the namespace sent on the request"), q.gr(), q.ri.Name)
+		return
+	}
+	wantRV := m.GetResourceVersion()
+	out, _, err := s.update(r.Context(), q, wo, func(old runtime.Object, rev int64) (runtime.Object, error) {
+		if wantRV != "" {
+			n, err := parseRV(wantRV)
+			if err != nil {
+				return nil, err
+			}
+			if n != rev {
+				return nil, errConflict(q)
+			}
+		}
+		cp := obj.DeepCopyObject()
+		cm, _ := meta.Accessor(cp)
+		cm.SetNamespace(q.ns)
+		return cp, nil
+	})
+	if err != nil {
+		writeError(w, err, q.gr(), q.ri.Name)
+		return
+	}
+	s.writeObject(w, r, q, http.StatusOK, out)
+}
+
+func errConflict(q *request) error {
+	return toStatusErr(raftstore.ErrConflict, q)
+}
+
+// updateFunc builds the new object from the current one (a copy the function may keep).
+type updateFunc func(old runtime.Object, rev int64) (runtime.Object, error)
+
+// update is a guaranteed update: read, apply fn, admit, compare-and-swap on the revision
+// read; on a concurrent change it starts again (fn decides about stale preconditions).
+// It reports whether anything was written.
+func (s *Server) update(ctx context.Context, q *request, wo writeOptions, fn updateFunc) (runtime.Object, bool, error) {
+	for attempt := 0; ; attempt++ {
+		old, rev, err := s.objs.get(ctx, q.rs, q.ns, q.ri.Name, false)
+		if err != nil {
+			return nil, false, toStatusErr(err, q)
+		}
+		obj, err := fn(old.DeepCopyObject(), rev)
+		if err != nil {
+			return nil, false, err
+		}
+		prepareUpdate(q.rs, q.ri.Subresource, obj, old)
+		if q.rs.Default != nil {
+			q.rs.Default(obj)
+		}
+		if errs := s.validate(q.rs, obj, old); len(errs) > 0 {
+			return nil, false, invalid(q.rs, q.ri.Name, errs)
+		}
+		if !wo.applied {
+			obj = s.manageFields(q, old, obj, wo.fieldManager)
+		}
+		setRV(obj, rev)
+		if apiequality.Semantic.DeepEqual(obj, old) {
+			return old, false, nil // a no-op update writes nothing and keeps the revision
+		}
+		if wo.dryRun {
+			return obj, false, nil
+		}
+		m, _ := meta.Accessor(obj)
+		if m.GetDeletionTimestamp() != nil && len(allFinalizers(q.rs, obj)) == 0 && !q.rs.gracefulPending(obj) {
+			// The last finalizer is gone: the deletion completes.
+			if err := s.objs.delete(ctx, q.rs, q.ns, q.ri.Name, rev); err != nil {
+				if errors.Is(err, raftstore.ErrConflict) {
+					continue
+				}
+				return nil, false, toStatusErr(err, q)
+			}
+			return obj, true, nil
+		}
+		out, err := s.objs.update(ctx, q.rs, obj, rev)
+		if errors.Is(err, raftstore.ErrConflict) && attempt < 16 {
+			continue
+		}
+		if err != nil {
+			return nil, false, toStatusErr(err, q)
+		}
+		return out, true, nil
+	}
+}
