@@ -1,0 +1,67 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// profile saves a CPU profile of every store node covering the measurement phase of the
+// workload that starts now, as <dir>/skiff-<label>-<node>.pprof. The returned function waits
+// for the captures; call it after the workload.
+func (c *skiffCluster) profile(ctx context.Context, dir, label string, ph Phases, progress io.Writer) (wait func()) {
+	var wg sync.WaitGroup
+	secs := max(int(ph.Measure/time.Second), 1)
+	for _, nd := range c.nodes {
+		if nd.pprofAddr == "" {
+			continue
+		}
+		path := filepath.Join(dir, fmt.Sprintf("skiff-%s-%s.pprof", label, nd.id))
+		wg.Go(func() {
+			select {
+			case <-time.After(ph.Warmup):
+			case <-ctx.Done():
+				return
+			}
+			if err := fetchProfile(ctx, nd.pprofAddr, secs, path); err != nil {
+				fmt.Fprintf(progress, "bench: profile of %s: %v\n", nd.id, err)
+				return
+			}
+			fmt.Fprintf(progress, "bench: saved CPU profile %s\n", path)
+		})
+	}
+	return wg.Wait
+}
+
+func fetchProfile(ctx context.Context, addr string, secs int, path string) error {
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
