@@ -62,10 +62,10 @@ type Config struct {
 const DefaultMaxValueSize = 3 << 19 // 1.5 MiB
 
 func (c *Config) setDefaults() error {
-	if c.ID == "" || c.Dir == "" || c.Layer == nil {
-		return errors.New("raftstore: Config needs ID, Dir and Layer")
+	if c.ID == "" || c.Dir == "" {
+		return errors.New("raftstore: Config needs ID and Dir")
 	}
-	if c.Advertise == "" {
+	if c.Advertise == "" && c.Layer != nil {
 		c.Advertise = c.Layer.Addr().String()
 	}
 	def := func(d *time.Duration, v time.Duration) {

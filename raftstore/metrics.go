@@ -48,6 +48,10 @@ func newMetrics(s *Store) *metrics {
 		gauge("keys", "Keys in the state machine.", read(func(f *fsm) float64 { return float64(f.tree.Len()) })),
 		gauge("bytes", "Bytes of keys and values in the state machine.", read(func(f *fsm) float64 { return float64(f.bytes) })),
 		gauge("revision", "Newest applied store revision.", read(func(f *fsm) float64 { return float64(f.rev) })),
+		gauge("raft_term", "Current Raft term.", func() float64 { return float64(s.raft.CurrentTerm()) }),
+		gauge("raft_commit_index", "Raft commit index.", func() float64 { return float64(s.raft.CommitIndex()) }),
+		gauge("raft_last_index", "Last Raft log index on this node.", func() float64 { return float64(s.raft.LastIndex()) }),
+		gauge("applied_index", "Raft index of the last entry applied to the state machine.", read(func(f *fsm) float64 { return float64(f.applied) })),
 		gauge("is_leader", "1 while this node leads.", func() float64 {
 			if s.IsLeader() {
 				return 1

@@ -18,6 +18,10 @@ import (
 // re-executes this binary with that argument as a container's first process.
 var commands = []func() *cobra.Command{
 	newVersionCmd,
+	newServerCmd,
+	newUpCmd,
+	newDownCmd,
+	newStatusCmd,
 	newStoreNodeCmd,
 	newBenchCmd,
 }

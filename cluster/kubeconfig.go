@@ -1,0 +1,85 @@
+package cluster
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// AdminUser is the identity in the admin kubeconfig: group system:masters is bound to
+// cluster-admin, as in Kubernetes.
+const AdminUser = "skiff-admin"
+
+// writeAdminKubeconfig writes DIR/kubeconfig: one context per server (skiff-1, skiff-2,
+// ...), the first current, with admin credentials.
+func writeAdminKubeconfig(lc *LocalCluster, keys *Keys) error {
+	cert, err := keys.Issue(CertRequest{CommonName: AdminUser, Groups: []string{"system:masters"}, Client: true, SerialSource: "admin"})
+	if err != nil {
+		return err
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.AuthInfos[AdminUser] = &clientcmdapi.AuthInfo{ClientCertificateData: cert.CertPEM, ClientKeyData: cert.KeyPEM}
+	for _, p := range lc.Processes {
+		if p.Role != "server" {
+			continue
+		}
+		cfg.Clusters[p.Name] = &clientcmdapi.Cluster{Server: p.APIURL, CertificateAuthorityData: keys.CAPEM}
+		cfg.Contexts[p.Name] = &clientcmdapi.Context{Cluster: p.Name, AuthInfo: AdminUser}
+		if cfg.CurrentContext == "" {
+			cfg.CurrentContext = p.Name
+		}
+	}
+	return clientcmd.WriteToFile(*cfg, lc.Kubeconfig)
+}
+
+// writeNodeKubeconfig writes an agent's kubeconfig with its node identity
+// system:node:<name> in group system:nodes, pointing at the first server.
+func writeNodeKubeconfig(lc *LocalCluster, keys *Keys, p *Process) error {
+	name := "system:node:" + p.Name
+	cert, err := keys.Issue(CertRequest{CommonName: name, Groups: []string{"system:nodes"}, Client: true, SerialSource: name})
+	if err != nil {
+		return err
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.AuthInfos[p.Name] = &clientcmdapi.AuthInfo{ClientCertificateData: cert.CertPEM, ClientKeyData: cert.KeyPEM}
+	for _, s := range lc.Processes {
+		if s.Role == "server" {
+			cfg.Clusters[s.Name] = &clientcmdapi.Cluster{Server: s.APIURL, CertificateAuthorityData: keys.CAPEM}
+			cfg.Contexts[s.Name] = &clientcmdapi.Context{Cluster: s.Name, AuthInfo: p.Name}
+			if cfg.CurrentContext == "" {
+				cfg.CurrentContext = s.Name
+			}
+		}
+	}
+	if err := os.MkdirAll(p.DataDir, 0o700); err != nil {
+		return err
+	}
+	return clientcmd.WriteToFile(*cfg, filepath.Join(p.DataDir, "kubeconfig"))
+}
+
+// RestConfig loads a kubeconfig's given context (empty: current) as a client-go config.
+func RestConfig(kubeconfig, context string) (*rest.Config, error) {
+	rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}
+	over := &clientcmd.ConfigOverrides{CurrentContext: context}
+	c, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, over).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("cluster: kubeconfig %s: %w", kubeconfig, err)
+	}
+	return c, nil
+}
+
+// RestConfigFor builds a client-go config from in-process API access.
+func RestConfigFor(a APIAccess) *rest.Config {
+	return &rest.Config{
+		Host: a.URL,
+		TLSClientConfig: rest.TLSClientConfig{
+			CAData: a.CAPEM, CertData: a.Cert.CertPEM, KeyData: a.Cert.KeyPEM,
+		},
+		QPS:   1000,
+		Burst: 2000,
+	}
+}

@@ -1,0 +1,293 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Process is one process of a local cluster started by Up, as recorded in cluster.json so
+// that scripts and the chaos benchmarks can find, kill and restart it.
+type Process struct {
+	Name       string   `json:"name"`
+	Role       string   `json:"role"` // "server" or "agent"
+	PID        int      `json:"pid"`
+	APIURL     string   `json:"apiURL,omitempty"`
+	RaftAddr   string   `json:"raftAddr,omitempty"`
+	GossipAddr string   `json:"gossipAddr,omitempty"`
+	DataDir    string   `json:"dataDir"`
+	LogFile    string   `json:"logFile"`
+	Args       []string `json:"args"` // the command line, without the binary
+}
+
+// LocalCluster is the content of DIR/cluster.json.
+type LocalCluster struct {
+	Dir        string    `json:"dir"`
+	Binary     string    `json:"binary"`
+	Kubeconfig string    `json:"kubeconfig"`
+	Processes  []Process `json:"processes"`
+}
+
+// UpConfig configures Up.
+type UpConfig struct {
+	Dir      string
+	Servers  int    // default 3
+	Agents   int    // default 1
+	Runtime  string // agent runtime: libcontainer or hollow
+	Binary   string // the skiff binary to run; default: this executable
+	Progress io.Writer
+	Timeout  time.Duration // for the cluster to become healthy; default 2m
+}
+
+const clusterFile = "cluster.json"
+
+// LoadLocalCluster reads DIR/cluster.json.
+func LoadLocalCluster(dir string) (*LocalCluster, error) {
+	b, err := os.ReadFile(filepath.Join(dir, clusterFile))
+	if err != nil {
+		return nil, err
+	}
+	var lc LocalCluster
+	if err := json.Unmarshal(b, &lc); err != nil {
+		return nil, fmt.Errorf("cluster: %s: %w", clusterFile, err)
+	}
+	return &lc, nil
+}
+
+func (lc *LocalCluster) save() error {
+	b, err := json.MarshalIndent(lc, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(lc.Dir, clusterFile+".tmp")
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(lc.Dir, clusterFile))
+}
+
+// Up starts (or restarts, with its data) a local cluster of server processes and agents
+// under dir, each with its own data dir, ports and log file, and returns once every API
+// answers /readyz. Running it on an existing dir reuses its token, ports and data.
+func Up(ctx context.Context, cfg UpConfig) (*LocalCluster, error) {
+	if cfg.Servers == 0 {
+		cfg.Servers = 3
+	}
+	if cfg.Runtime == "" {
+		cfg.Runtime = "libcontainer"
+	}
+	if cfg.Progress == nil {
+		cfg.Progress = io.Discard
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 2 * time.Minute
+	}
+	if cfg.Binary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Binary = exe
+	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	say := func(format string, a ...any) { fmt.Fprintf(cfg.Progress, format+"\n", a...) }
+	token, err := loadOrCreateToken(filepath.Join(dir, "token"))
+	if err != nil {
+		return nil, err
+	}
+	keys, err := DeriveKeys(token)
+	if err != nil {
+		return nil, err
+	}
+	lc, err := LoadLocalCluster(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		say("creating a new cluster in %s", dir)
+		lc, err = planLocalCluster(dir, cfg)
+	} else if err == nil {
+		say("restarting the cluster in %s with its data", dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	lc.Binary = cfg.Binary
+	if err := writeAdminKubeconfig(lc, keys); err != nil {
+		return nil, err
+	}
+	for i := range lc.Processes {
+		p := &lc.Processes[i]
+		if p.Role != "server" {
+			continue
+		}
+		if processAlive(p.PID) {
+			say("server %s already running (pid %d)", p.Name, p.PID)
+			continue
+		}
+		if err := StartProcess(lc, p); err != nil {
+			return nil, err
+		}
+		say("started server %s (pid %d): API %s, log %s", p.Name, p.PID, p.APIURL, p.LogFile)
+	}
+	if err := lc.save(); err != nil {
+		return nil, err
+	}
+	say("waiting for the servers to elect a leader and serve the API...")
+	wctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	if err := waitReady(wctx, lc, keys, say); err != nil {
+		return lc, err
+	}
+	for i := range lc.Processes {
+		p := &lc.Processes[i]
+		if p.Role != "agent" || processAlive(p.PID) {
+			continue
+		}
+		if err := writeNodeKubeconfig(lc, keys, p); err != nil {
+			return lc, err
+		}
+		if err := StartProcess(lc, p); err != nil {
+			return lc, err
+		}
+		say("started agent %s (pid %d), log %s", p.Name, p.PID, p.LogFile)
+	}
+	if err := lc.save(); err != nil {
+		return lc, err
+	}
+	if err := waitNodesReady(wctx, lc, keys, say); err != nil {
+		return lc, err
+	}
+	return lc, nil
+}
+
+func loadOrCreateToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	t := NewServerToken()
+	return t, os.WriteFile(path, []byte(t+"\n"), 0o600)
+}
+
+// planLocalCluster picks names, free loopback ports and command lines.
+func planLocalCluster(dir string, cfg UpConfig) (*LocalCluster, error) {
+	lc := &LocalCluster{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig")}
+	var gossips []string
+	for i := 1; i <= cfg.Servers; i++ {
+		ports, err := freePorts(3)
+		if err != nil {
+			return nil, err
+		}
+		name := fmt.Sprintf("skiff-%d", i)
+		p := Process{
+			Name: name, Role: "server",
+			APIURL:     fmt.Sprintf("https://127.0.0.1:%d", ports[0]),
+			RaftAddr:   fmt.Sprintf("127.0.0.1:%d", ports[1]),
+			GossipAddr: fmt.Sprintf("127.0.0.1:%d", ports[2]),
+			DataDir:    filepath.Join(dir, name),
+		}
+		p.LogFile = filepath.Join(p.DataDir, "server.log")
+		gossips = append(gossips, p.GossipAddr)
+		lc.Processes = append(lc.Processes, p)
+	}
+	for i := range lc.Processes {
+		p := &lc.Processes[i]
+		p.Args = []string{"server", "--name", p.Name, "--data-dir", p.DataDir,
+			"--token-file", filepath.Join(dir, "token"),
+			"--api-addr", strings.TrimPrefix(p.APIURL, "https://"), "--raft-addr", p.RaftAddr, "--gossip-addr", p.GossipAddr,
+			"--bootstrap-expect", strconv.Itoa(cfg.Servers)}
+		for _, g := range gossips {
+			if g != p.GossipAddr {
+				p.Args = append(p.Args, "--join", g)
+			}
+		}
+	}
+	for i := 1; i <= cfg.Agents; i++ {
+		ports, err := freePorts(1)
+		if err != nil {
+			return nil, err
+		}
+		name := fmt.Sprintf("agent-%d", i)
+		p := Process{Name: name, Role: "agent", DataDir: filepath.Join(dir, name)}
+		p.LogFile = filepath.Join(p.DataDir, "agent.log")
+		p.Args = []string{"agent", "--name", name, "--data-dir", p.DataDir,
+			"--kubeconfig", filepath.Join(p.DataDir, "kubeconfig"), "--runtime", cfg.Runtime,
+			"--listen", fmt.Sprintf("127.0.0.1:%d", ports[0])}
+		lc.Processes = append(lc.Processes, p)
+	}
+	return lc, nil
+}
+
+func freePorts(n int) ([]int, error) {
+	var lns []net.Listener
+	defer func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}()
+	var ports []int
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// StartProcess starts p detached from this process (its own session, so it outlives the
+// caller and a Ctrl-C to the caller does not reach it), logging to p.LogFile.
+func StartProcess(lc *LocalCluster, p *Process) error {
+	if err := os.MkdirAll(p.DataDir, 0o700); err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(p.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(lc.Binary, p.Args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("cluster: start %s: %w", p.Name, err)
+	}
+	p.PID = cmd.Process.Pid
+	go func() { _ = cmd.Wait() }() // reap it if it exits while we run
+	return nil
+}
+
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	// A zombie or a recycled pid of another program does not count.
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	fields := strings.Fields(string(b))
+	return len(fields) > 2 && fields[2] != "Z"
+}
