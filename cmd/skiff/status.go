@@ -67,4 +67,3 @@ func statusTargets(kubeconfig string) ([]cluster.StatusTarget, error) {
 	slices.SortFunc(out, func(a, b cluster.StatusTarget) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
-
