@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/moby/sys/capability"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -13,9 +14,9 @@ import (
 // defaultPath is set when neither the image nor the pod gives a PATH.
 const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// defaultCapabilities is the set containerd and CRI-O grant a container
+// DefaultCapabilities is the set containerd and CRI-O grant a container
 // that asks for nothing else, which is what Kubernetes users expect.
-var defaultCapabilities = []string{
+var DefaultCapabilities = []string{
 	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
 	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
 	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
@@ -30,16 +31,24 @@ func libcontainerConfig(spec Spec, rootfs, cgroupRoot string) (*configs.Config, 
 		hostname = spec.ID
 	}
 	netns := specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: spec.NetNSPath}
+	caps := DefaultCapabilities
+	switch {
+	case spec.Security.Privileged:
+		caps = allCapabilities()
+	case spec.Security.Capabilities != nil:
+		caps = spec.Security.Capabilities
+	}
 	oci := &specs.Spec{
 		Version:  specs.Version,
-		Root:     &specs.Root{Path: rootfs},
+		Root:     &specs.Root{Path: rootfs, Readonly: spec.Security.ReadOnlyRootfs},
 		Hostname: hostname,
 		Process: &specs.Process{
 			Capabilities: &specs.LinuxCapabilities{
-				Bounding:  defaultCapabilities,
-				Effective: defaultCapabilities,
-				Permitted: defaultCapabilities,
+				Bounding:  caps,
+				Effective: caps,
+				Permitted: caps,
 			},
+			NoNewPrivileges: spec.Security.NoNewPrivileges,
 		},
 		Mounts: []specs.Mount{
 			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
@@ -69,11 +78,30 @@ func libcontainerConfig(spec Spec, rootfs, cgroupRoot string) (*configs.Config, 
 			},
 		},
 	}
+	if spec.Security.Privileged {
+		oci.Linux.MaskedPaths, oci.Linux.ReadonlyPaths = nil, nil
+	}
+	for _, m := range spec.Mounts {
+		opts := []string{"rbind", "rprivate"}
+		if m.ReadOnly {
+			opts = append(opts, "ro")
+		}
+		oci.Mounts = append(oci.Mounts, specs.Mount{Destination: m.Destination, Type: "bind", Source: m.Source, Options: opts})
+	}
 	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: spec.ID, Spec: oci})
 	if err != nil {
 		return nil, fmt.Errorf("container config: %w", err)
 	}
 	return cfg, nil
+}
+
+// allCapabilities lists every capability the running kernel knows.
+func allCapabilities() []string {
+	var out []string
+	for _, c := range capability.ListKnown() {
+		out = append(out, "CAP_"+strings.ToUpper(c.String()))
+	}
+	return out
 }
 
 // cgroupPath is absolute below every controller's mount point; with the

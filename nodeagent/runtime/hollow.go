@@ -45,7 +45,7 @@ func (h *Hollow) Start(ctx context.Context, spec Spec) (Status, error) {
 		return Status{}, fmt.Errorf("%s: %w", spec.ID, ErrExists)
 	}
 	c := &hollowContainer{
-		status: Status{ID: spec.ID, State: StateRunning, StartedAt: time.Now()},
+		status: Status{ID: spec.ID, State: StateRunning, StartedAt: time.Now(), Annotations: spec.Annotations},
 		done:   make(chan struct{}),
 	}
 	h.containers[spec.ID] = c

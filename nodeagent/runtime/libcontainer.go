@@ -163,9 +163,10 @@ func (r *Libcontainer) newContainer(spec Spec) *container {
 		done:   make(chan struct{}),
 	}
 	c.status = Status{
-		ID:         spec.ID,
-		StdoutPath: filepath.Join(c.logDir, "stdout.log"),
-		StderrPath: filepath.Join(c.logDir, "stderr.log"),
+		ID:          spec.ID,
+		Annotations: spec.Annotations,
+		StdoutPath:  filepath.Join(c.logDir, "stdout.log"),
+		StderrPath:  filepath.Join(c.logDir, "stderr.log"),
 	}
 	return c
 }
@@ -256,6 +257,9 @@ func (r *Libcontainer) Start(ctx context.Context, spec Spec) (_ Status, retErr e
 		Stdout: stdout,
 		Stderr: stderr,
 		Init:   true,
+	}
+	for _, g := range spec.Security.SupplementalGroups {
+		p.AdditionalGroups = append(p.AdditionalGroups, int(g))
 	}
 	if err := lc.Run(p); err != nil {
 		return Status{}, fmt.Errorf("start %s: run: %w", spec.ID, err)
@@ -507,8 +511,12 @@ func (r *Libcontainer) Exec(ctx context.Context, id string, spec ExecSpec) (int,
 		Cwd:    cwd,
 		UID:    int(c.spec.UID),
 		GID:    int(c.spec.GID),
+		Stdin:  spec.Stdin,
 		Stdout: stdout,
 		Stderr: stderr,
+	}
+	for _, g := range c.spec.Security.SupplementalGroups {
+		p.AdditionalGroups = append(p.AdditionalGroups, int(g))
 	}
 	if err := c.lc.Run(p); err != nil {
 		return -1, fmt.Errorf("exec in %s: %w", id, err)

@@ -122,6 +122,7 @@ func (r *Libcontainer) markLost(id string) {
 	c := r.newContainer(Spec{ID: id})
 	if old != nil {
 		c.spec, c.lc, c.cgroupPaths = old.spec, old.lc, old.cgroupPaths
+		c.status.Annotations = old.spec.Annotations
 		old.mu.Lock()
 		if old.pidfd != nil {
 			old.pidfd.Close()

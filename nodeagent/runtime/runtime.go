@@ -71,6 +71,34 @@ type Spec struct {
 	// share one); empty creates a fresh one holding only loopback.
 	NetNSPath string
 	Resources Resources
+	// Mounts are bind mounts into the container (volumes, /etc/hosts).
+	Mounts []Mount `json:",omitempty"`
+	// Security holds securityContext basics; the zero value gives the
+	// default capabilities and a writable root.
+	Security Security `json:",omitzero"`
+	// Annotations are kept with the container and reported in its
+	// Status, so that its owner finds what it needs after a restart
+	// (the agent keeps the image and pod there).
+	Annotations map[string]string `json:",omitempty"`
+}
+
+// Mount bind-mounts Source (a host path) at Destination in the container.
+type Mount struct {
+	Source      string
+	Destination string
+	ReadOnly    bool `json:",omitempty"`
+}
+
+// Security is the part of a securityContext the runtime applies.
+type Security struct {
+	// Capabilities replaces the default capability set when not nil
+	// ("CAP_" names).
+	Capabilities []string `json:",omitempty"`
+	// Privileged gives every capability (and leaves /sys writable).
+	Privileged         bool     `json:",omitempty"`
+	ReadOnlyRootfs     bool     `json:",omitempty"`
+	NoNewPrivileges    bool     `json:",omitempty"`
+	SupplementalGroups []uint32 `json:",omitempty"`
 }
 
 // Resources limits a container; zero values mean no limit.
@@ -90,8 +118,10 @@ type ExecSpec struct {
 	Env []string
 	// WorkingDir defaults to the container's.
 	WorkingDir string
-	Stdout     io.Writer
-	Stderr     io.Writer
+	// Stdin, if set, feeds the process's standard input.
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
 }
 
 // State is where a container is in its life.
@@ -129,6 +159,8 @@ type Status struct {
 	// StdoutPath and StderrPath are the container's log files.
 	StdoutPath string
 	StderrPath string
+	// Annotations are the container's Spec.Annotations.
+	Annotations map[string]string
 }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
