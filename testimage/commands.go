@@ -14,7 +14,7 @@ import (
 )
 
 const usage = `usage: testimage [echo ARGS... | sleep SECONDS | serve [--port N] | get URL |
-                  exit CODE | alloc MiB | write FILE CONTENT]`
+                  exit CODE | alloc MiB | write FILE CONTENT | cat FILE...]`
 
 // run dispatches a subcommand and returns the process exit code. It never
 // calls os.Exit itself so that tests can drive it in-process.
@@ -39,6 +39,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runAlloc(rest, stdout, stderr)
 	case "write":
 		return runWrite(rest, stderr)
+	case "cat":
+		return runCat(rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "testimage: unknown subcommand %q\n%s\n", cmd, usage)
 		return 2
@@ -90,6 +92,18 @@ func runWrite(args []string, stderr io.Writer) int {
 	if err := os.WriteFile(args[0], []byte(args[1]), 0o644); err != nil {
 		fmt.Fprintf(stderr, "testimage write: %v\n", err)
 		return 1
+	}
+	return 0
+}
+
+func runCat(args []string, stdout, stderr io.Writer) int {
+	for _, name := range args {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			fmt.Fprintf(stderr, "testimage cat: %v\n", err)
+			return 1
+		}
+		stdout.Write(data)
 	}
 	return 0
 }

@@ -14,6 +14,7 @@
 //	testimage exit CODE           exit with CODE
 //	testimage alloc MiB           allocate and touch MiB mebibytes, then sleep
 //	testimage write FILE CONTENT  write CONTENT to FILE
+//	testimage cat FILE...         print the files' contents
 //
 // No subcommand is named "init": binaries that embed libcontainer reserve it.
 package main
