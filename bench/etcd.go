@@ -162,8 +162,8 @@ func (c *etcdCluster) healthy(ctx context.Context) error {
 	return nil
 }
 
-// leader returns the name of the leading member, for progress output.
-func (c *etcdCluster) leader(ctx context.Context) string {
+// Leader returns the index of the leading member.
+func (c *etcdCluster) Leader(ctx context.Context) (int, error) {
 	for i, u := range c.clientURLs {
 		cli, err := newEtcdClient(ctx, u)
 		if err != nil {
@@ -174,11 +174,13 @@ func (c *etcdCluster) leader(ctx context.Context) string {
 		cancel()
 		cli.Close()
 		if err == nil && st.Header != nil && st.Leader == st.Header.MemberId {
-			return fmt.Sprintf("e%d", i+1)
+			return i, nil
 		}
 	}
-	return "unknown"
+	return 0, fmt.Errorf("bench: no etcd member leads")
 }
+
+func (c *etcdCluster) memberName(i int) string { return fmt.Sprintf("e%d", i+1) }
 
 func (c *etcdCluster) stop() { c.procs.stop() }
 

@@ -142,16 +142,18 @@ func (c *skiffCluster) status(ctx context.Context, hc *http.Client, nd skiffNode
 	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
-// leader returns the ID of the current leader, for progress output.
-func (c *skiffCluster) leader(ctx context.Context) string {
+// Leader returns the index of the node that leads and is ready.
+func (c *skiffCluster) Leader(ctx context.Context) (int, error) {
 	hc := &http.Client{Timeout: time.Second}
-	for _, nd := range c.nodes {
+	for i, nd := range c.nodes {
 		if st, err := c.status(ctx, hc, nd); err == nil && st.IsLeader {
-			return nd.id
+			return i, nil
 		}
 	}
-	return "unknown"
+	return 0, fmt.Errorf("bench: no skiff node leads")
 }
+
+func (c *skiffCluster) memberName(i int) string { return c.nodes[i].id }
 
 func (c *skiffCluster) stop() { c.procs.stop() }
 

@@ -80,7 +80,7 @@ func RunStore(ctx context.Context, o StoreOptions) (*Report, error) {
 		return nil, err
 	}
 	defer sk.stop()
-	say("raftstore ready, leader %s", sk.leader(ctx))
+	say("raftstore ready, leader %s", leaderName(ctx, sk))
 
 	say("starting etcd %s: 3 members (%s), client %s", rep.EtcdVersion, o.Etcd, EtcdClientName)
 	et, err := startEtcd(ctx, o.Etcd, filepath.Join(root, "etcd"), 3)
@@ -88,7 +88,7 @@ func RunStore(ctx context.Context, o StoreOptions) (*Report, error) {
 		return nil, err
 	}
 	defer et.stop()
-	say("etcd ready, leader %s", et.leader(ctx))
+	say("etcd ready, leader %s", leaderName(ctx, et))
 
 	specs := []workloadSpec{
 		{WorkloadPut, 1, func(ctx context.Context, s system) (Summary, error) { return runPut(ctx, s, 1, o.Phases) }},
@@ -97,7 +97,7 @@ func RunStore(ctx context.Context, o StoreOptions) (*Report, error) {
 		{WorkloadWatch, 1, func(ctx context.Context, s system) (Summary, error) { return runWatch(ctx, s, o.WatchRate, o.Phases) }},
 	}
 	type target struct {
-		sys   system
+		sys   named
 		procs procs
 	}
 	targets := []target{{sk, sk.procs}, {et, et.procs}}
@@ -108,11 +108,16 @@ func RunStore(ctx context.Context, o StoreOptions) (*Report, error) {
 			}
 			what := fmt.Sprintf("%s, %d client(s), %s", sp.workload, sp.clients, t.sys.Name())
 			if sp.workload == WorkloadWatch {
-				what = fmt.Sprintf("watch delay (writer on member 1, watcher on member 2, %d puts/s), %s", o.WatchRate, t.sys.Name())
+				l, err := t.sys.Leader(ctx)
+				if err != nil {
+					return nil, err
+				}
+				what = fmt.Sprintf("watch delay (writer on leader %s, watcher on follower %s, %d puts/s), %s",
+					t.sys.memberName(l), t.sys.memberName((l+1)%t.sys.Members()), o.WatchRate, t.sys.Name())
 			}
 			say("running %s: %v warm-up + %v measured", what, o.Phases.Warmup, o.Phases.Measure)
 			var waitProfiles func()
-			if t.sys == system(sk) && o.ProfileDir != "" {
+			if t.sys == named(sk) && o.ProfileDir != "" {
 				waitProfiles = sk.profile(ctx, o.ProfileDir, fmt.Sprintf("%s-%d", sp.workload, sp.clients), o.Phases, o.Progress)
 			}
 			s, err := sp.run(ctx, t.sys)
@@ -132,4 +137,18 @@ func RunStore(ctx context.Context, o StoreOptions) (*Report, error) {
 	}
 	say("stopping clusters and removing %s", root)
 	return rep, nil
+}
+
+// named is a system whose members have names, for progress output.
+type named interface {
+	system
+	memberName(i int) string
+}
+
+func leaderName(ctx context.Context, s named) string {
+	l, err := s.Leader(ctx)
+	if err != nil {
+		return "unknown"
+	}
+	return s.memberName(l)
 }

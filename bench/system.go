@@ -9,6 +9,8 @@ type system interface {
 	Name() string
 	// Members is how many members clients can connect to.
 	Members() int
+	// Leader is the index of the member that currently leads.
+	Leader(ctx context.Context) (int, error)
 	// Dial opens a new client with its own connection(s) to member i, as one real client
 	// would have.
 	Dial(ctx context.Context, member int) (client, error)

@@ -30,11 +30,18 @@ const (
 	watchRateDef = 100 // puts per second in the watch workload: modest and steady
 )
 
-// dialClients opens n clients spread round-robin over the members.
+// dialClients opens n clients spread round-robin over the members, starting with the first
+// member after the leader. Where the leader sits is chance; starting from it gives both
+// systems the same placement (one client sits on a follower and pays the forwarding hop, as
+// two in three real clients of a three-member cluster do).
 func dialClients(ctx context.Context, sys system, n int) ([]client, error) {
+	leader, err := sys.Leader(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var cs []client
 	for i := range n {
-		c, err := sys.Dial(ctx, i%sys.Members())
+		c, err := sys.Dial(ctx, (leader+1+i)%sys.Members())
 		if err != nil {
 			closeClients(cs)
 			return nil, fmt.Errorf("bench: %s client %d: %w", sys.Name(), i, err)
@@ -153,19 +160,24 @@ func preload(ctx context.Context, cs []client, n int) error {
 	return errors.Join(errs...)
 }
 
-// runWatch measures put-to-event delay: one writer on member 0 puts at a steady rate, one
-// watcher on member 1 watches the prefix, and each event's delay is counted from the start
-// of its put to its arrival at the watcher.
+// runWatch measures put-to-event delay: one writer on the leader puts at a steady rate, one
+// watcher on a follower watches the prefix, and each event's delay is counted from the start
+// of its put to its arrival at the watcher. The placement is fixed so that both systems are
+// measured on the same path: commit on the leader, then the follower learning of it.
 func runWatch(ctx context.Context, sys system, rate int, ph Phases) (Summary, error) {
 	if sys.Members() < 2 {
 		return Summary{}, errors.New("bench: the watch workload needs two members")
 	}
-	writer, err := sys.Dial(ctx, 0)
+	leader, err := sys.Leader(ctx)
+	if err != nil {
+		return Summary{}, err
+	}
+	writer, err := sys.Dial(ctx, leader)
 	if err != nil {
 		return Summary{}, fmt.Errorf("bench: %s writer: %w", sys.Name(), err)
 	}
 	defer writer.Close()
-	watcher, err := sys.Dial(ctx, 1)
+	watcher, err := sys.Dial(ctx, (leader+1)%sys.Members())
 	if err != nil {
 		return Summary{}, fmt.Errorf("bench: %s watcher: %w", sys.Name(), err)
 	}
