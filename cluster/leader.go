@@ -110,9 +110,9 @@ func (s *Server) reconcileMembers(ctx context.Context, deadSince map[string]time
 	}
 	for name, m := range alive {
 		if _, ok := inConf[name]; !ok && m.RaftAddr != "" {
-			s.log.Info("autopilot: adding server as non-voter", "server", name)
+			s.log.Info("autopilot: adding server as non-voter", "peer", name)
 			if err := s.store.AddNonvoter(name, m.RaftAddr); err != nil {
-				s.log.Warn("autopilot: add", "server", name, "err", err)
+				s.log.Warn("autopilot: add", "peer", name, "err", err)
 			}
 		}
 	}
@@ -121,9 +121,9 @@ func (s *Server) reconcileMembers(ctx context.Context, deadSince map[string]time
 	for _, p := range st.Peers {
 		if !p.Server.Voter && p.Err == "" && p.Lag < 64 && p.Status.AppliedIndex > 0 {
 			if _, ok := alive[p.Server.ID]; ok {
-				s.log.Info("autopilot: promoting caught-up server to voter", "server", p.Server.ID)
+				s.log.Info("autopilot: promoting caught-up server to voter", "peer", p.Server.ID)
 				if err := s.store.AddVoter(p.Server.ID, p.Server.Address); err != nil {
-					s.log.Warn("autopilot: promote", "server", p.Server.ID, "err", err)
+					s.log.Warn("autopilot: promote", "peer", p.Server.ID, "err", err)
 				}
 			}
 		}
@@ -157,7 +157,7 @@ func (s *Server) reconcileMembers(ctx context.Context, deadSince map[string]time
 		if aliveVoters < remaining/2+1 {
 			continue // removing it would not leave a working quorum
 		}
-		s.log.Info("autopilot: removing dead server", "server", sv.ID, "dead_for", now.Sub(deadSince[sv.ID]).Round(time.Second))
+		s.log.Info("autopilot: removing dead server", "peer", sv.ID, "dead_for", now.Sub(deadSince[sv.ID]).Round(time.Second))
 		if err := s.store.RemoveServer(sv.ID); err == nil {
 			delete(deadSince, sv.ID)
 			if sv.Voter {
