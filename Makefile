@@ -5,19 +5,24 @@ export CGO_ENABLED := 1
 # Test timeout for the whole suite; CI has 90 minutes on 2 cores, the suite aims for under 20.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: build test run bench bench-store lint deps clean
+.PHONY: build testimage test run bench bench-store lint deps clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/skiff
+
+# The agnhost-like test image's static binary; skiff up stores it on every agent as
+# skiff.local/testimage:latest, since no registry is reachable here.
+testimage:
+	CGO_ENABLED=0 $(GO) build -o bin/testimage ./testimage
 
 # The whole test suite. Root-only tests skip when not root, and fail under CI=true.
 test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-# Starts a local three-node cluster (see README: not yet available).
-run: build
-	./$(BIN) up --dir $(or $(DIR),$(HOME)/.skiff/dev)
+# Starts a local cluster: three servers and one agent, as processes on this machine.
+run: build testimage
+	./$(BIN) up --dir $(or $(DIR),$(HOME)/.skiff/dev) --test-image-binary bin/testimage
 
 bench: bench-store
 

@@ -45,6 +45,9 @@ type UpConfig struct {
 	Agents   int    // default 1
 	Runtime  string // agent runtime: libcontainer or hollow
 	Binary   string // the skiff binary to run; default: this executable
+	// TestImageBinary, a static testimage binary, is stored on every libcontainer agent as
+	// skiff.local/testimage:latest, for a machine with no registry.
+	TestImageBinary string
 	Progress io.Writer
 	Timeout  time.Duration // for the cluster to become healthy; default 2m
 }
@@ -229,7 +232,14 @@ func planLocalCluster(dir string, cfg UpConfig) (*LocalCluster, error) {
 		p.LogFile = filepath.Join(p.DataDir, "agent.log")
 		p.Args = []string{"agent", "--name", name, "--data-dir", p.DataDir,
 			"--kubeconfig", filepath.Join(p.DataDir, "kubeconfig"), "--runtime", cfg.Runtime,
-			"--listen", fmt.Sprintf("127.0.0.1:%d", ports[0])}
+			"--listen", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--node-ip", "127.0.0.1"}
+		if cfg.TestImageBinary != "" && cfg.Runtime == "libcontainer" {
+			bin, err := filepath.Abs(cfg.TestImageBinary)
+			if err != nil {
+				return nil, err
+			}
+			p.Args = append(p.Args, "--test-image-binary", bin)
+		}
 		lc.Processes = append(lc.Processes, p)
 	}
 	return lc, nil

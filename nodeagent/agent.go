@@ -73,6 +73,9 @@ type Config struct {
 	// InsecureRegistries are registry hosts ("host:port") pulled from over
 	// plain HTTP.
 	InsecureRegistries []string
+	// RegistryMirrors sends pulls from a registry host to a mirror host:port over plain
+	// HTTP (for example skiff.local to the agent's in-process test-image registry).
+	RegistryMirrors map[string]string
 
 	// PodManifestPath is a directory of static pod manifests.
 	PodManifestPath string

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -38,7 +39,11 @@ func (a *Agent) pull(ctx context.Context, pod *corev1.Pod, ref string) (retryIn 
 			return nil, err
 		}
 		start := time.Now()
-		_, err = a.cfg.Images.Pull(ctx, ref, image.PullOptions{Insecure: a.insecure(ref), Keychain: keychain})
+		opts := image.PullOptions{Insecure: a.insecure(ref), Keychain: keychain}
+		if len(a.cfg.RegistryMirrors) > 0 {
+			opts.Transport = &mirrorTransport{mirrors: a.cfg.RegistryMirrors, next: http.DefaultTransport}
+		}
+		_, err = a.cfg.Images.Pull(ctx, ref, opts)
 		if err == nil {
 			a.log.Info("pulled image", "image", ref, "took", time.Since(start))
 		}

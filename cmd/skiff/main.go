@@ -22,6 +22,8 @@ var commands = []func() *cobra.Command{
 	newUpCmd,
 	newDownCmd,
 	newStatusCmd,
+	newAgentCmd,
+	newImageCmd,
 	newStoreNodeCmd,
 	newBenchCmd,
 }

@@ -41,6 +41,7 @@ addresses, data dir and log). Run again on the same dir to restart that cluster 
 	f.IntVar(&cfg.Servers, "servers", 3, "number of servers")
 	f.IntVar(&cfg.Agents, "agents", 1, "number of agents")
 	f.StringVar(&cfg.Runtime, "runtime", "libcontainer", "agents' runtime: libcontainer or hollow")
+	f.StringVar(&cfg.TestImageBinary, "test-image-binary", "", "static testimage binary stored on every agent as skiff.local/testimage:latest (make run builds bin/testimage)")
 	f.DurationVar(&cfg.Timeout, "timeout", 0, "how long to wait for the cluster to be healthy (default 2m)")
 	return cmd
 }

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/skiff-dev/skiff/cluster"
+	"github.com/skiff-dev/skiff/nodeagent"
+	"github.com/skiff-dev/skiff/nodeagent/image"
+	"github.com/skiff-dev/skiff/nodeagent/runtime"
+)
+
+// TestImageRef is the test image's name on every agent of a skiff up cluster.
+const TestImageRef = "skiff.local/testimage:latest"
+
+func newAgentCmd() *cobra.Command {
+	var (
+		cfg          nodeagent.Config
+		kubeconfig   string
+		dataDir      string
+		runtimeName  string
+		nodeIP       string
+		testImageBin string
+		logLevel     string
+	)
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run a node agent (the kubelet role): registers the node and runs its pods",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rc, err := cluster.RestConfig(kubeconfig, "")
+			if err != nil {
+				return err
+			}
+			if cfg.Client, err = kubernetes.NewForConfig(rc); err != nil {
+				return err
+			}
+			cfg.RestConfig = rc
+			cfg.DataDir = filepath.Join(dataDir, "agent")
+			cfg.Logger = newLogger(logLevel)
+			if nodeIP != "" {
+				if cfg.NodeIP = net.ParseIP(nodeIP); cfg.NodeIP == nil {
+					return fmt.Errorf("--node-ip %q is not an IP", nodeIP)
+				}
+			}
+			switch runtimeName {
+			case "hollow":
+				cfg.Runtime = runtime.NewHollow()
+			case "libcontainer":
+				if os.Geteuid() != 0 {
+					return fmt.Errorf("the libcontainer runtime needs root (or use --runtime hollow)")
+				}
+				lc, err := runtime.NewLibcontainer(runtime.Config{
+					Root:       filepath.Join(cfg.DataDir, "runtime"),
+					CgroupRoot: "skiff/" + cfg.NodeName, // several agents may share a machine
+					Logger:     cfg.Logger,
+				})
+				if err != nil {
+					return err
+				}
+				cfg.Runtime = lc
+				if cfg.Images, err = image.NewStore(filepath.Join(cfg.DataDir, "images")); err != nil {
+					return err
+				}
+				if testImageBin != "" {
+					addr, err := serveTestImage(cmd.Context(), testImageBin)
+					if err != nil {
+						return err
+					}
+					cfg.RegistryMirrors = map[string]string{"skiff.local": addr}
+				}
+			default:
+				return fmt.Errorf("--runtime must be libcontainer or hollow, not %q", runtimeName)
+			}
+			a, err := nodeagent.New(cfg)
+			if err != nil {
+				return err
+			}
+			return a.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.NodeName, "name", hostname(), "this node's name")
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig with this node's identity (system:node:<name>)")
+	f.StringVar(&dataDir, "data-dir", "/var/lib/skiff", "data directory (agent/ holds images, containers, pod logs)")
+	f.StringVar(&runtimeName, "runtime", "libcontainer", "libcontainer, or hollow to simulate a node")
+	f.StringVar(&cfg.ListenAddr, "listen", ":10250", "address of the agent's HTTPS endpoint (logs, exec)")
+	f.StringVar(&nodeIP, "node-ip", "", "the node's InternalIP (default: the address of the default route's interface)")
+	f.StringVar(&cfg.PodCIDR, "pod-cidr", "", "this node's pod CIDR, when no allocator sets spec.podCIDR")
+	f.StringSliceVar(&cfg.InsecureRegistries, "insecure-registry", nil, "registry host:port to pull from over plain HTTP (repeatable)")
+	f.StringVar(&cfg.PodManifestPath, "pod-manifest-path", "", "directory of static pod manifests")
+	f.StringVar(&testImageBin, "test-image-binary", "", "a static testimage binary to serve as "+TestImageRef+" from an in-process registry (for machines with no registry)")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	_ = cmd.MarkFlagRequired("kubeconfig")
+	return cmd
+}
+
+// serveTestImage builds the test image from its binary and serves it from an in-process
+// registry (go-containerregistry's) on loopback until ctx ends, so that pods on a machine
+// with no registry pull skiff.local/testimage:latest like any image. It returns the
+// registry's address, which stands in for skiff.local.
+func serveTestImage(ctx context.Context, binary string) (string, error) {
+	img, err := image.BuildTestImage(binary)
+	if err != nil {
+		return "", fmt.Errorf("test image: %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0)))}
+	go func() { _ = srv.Serve(ln) }()
+	context.AfterFunc(ctx, func() { srv.Close() })
+	addr := ln.Addr().String()
+	ref, err := name.ParseReference(addr+"/testimage:latest", name.Insecure)
+	if err != nil {
+		return "", err
+	}
+	if err := remote.Write(ref, img, remote.WithContext(ctx)); err != nil {
+		return "", fmt.Errorf("test image: push to the in-process registry: %w", err)
+	}
+	return addr, nil
+}
