@@ -40,16 +40,16 @@ type LocalCluster struct {
 
 // UpConfig configures Up.
 type UpConfig struct {
-	Dir      string
-	Servers  int    // default 3
-	Agents   int    // default 1
-	Runtime  string // agent runtime: libcontainer or hollow
-	Binary   string // the skiff binary to run; default: this executable
+	Dir     string
+	Servers int    // default 3
+	Agents  int    // default 1
+	Runtime string // agent runtime: libcontainer or hollow
+	Binary  string // the skiff binary to run; default: this executable
 	// TestImageBinary, a static testimage binary, is stored on every libcontainer agent as
 	// skiff.local/testimage:latest, for a machine with no registry.
 	TestImageBinary string
-	Progress io.Writer
-	Timeout  time.Duration // for the cluster to become healthy; default 2m
+	Progress        io.Writer
+	Timeout         time.Duration // for the cluster to become healthy; default 2m
 }
 
 const clusterFile = "cluster.json"
