@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -31,8 +32,14 @@ import (
 type realAgent struct {
 	*Agent
 	rt     *runtime.Libcontainer
+	netm   *network.Manager
 	client kubernetes.Interface
 	dir    string
+	bridge string
+	cidr   string
+	mutate func(*Config)
+	cancel context.CancelFunc
+	done   chan error
 }
 
 // startRealAgent runs an agent with the libcontainer runtime, the test
@@ -45,38 +52,75 @@ func startRealAgent(t *testing.T, client kubernetes.Interface, mutate func(*Conf
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt, err := runtime.NewLibcontainer(runtime.Config{Root: filepath.Join(dir, "runtime"), CgroupRoot: "skiff-test"})
+	ra := &realAgent{
+		client: client, dir: dir, mutate: mutate,
+		bridge: fmt.Sprintf("skt%06x", rand.Uint32()&0xffffff),
+		cidr:   fmt.Sprintf("10.%d.%d.0/24", 200+rand.IntN(50), rand.IntN(250)),
+	}
+	t.Cleanup(func() {
+		ra.stop()
+		// Remove whatever the test left running.
+		ctx := context.Background()
+		if rt, err := runtime.NewLibcontainer(runtime.Config{Root: filepath.Join(dir, "runtime"), CgroupRoot: "skiff-test"}); err == nil {
+			list, _ := rt.List(ctx)
+			for _, st := range list {
+				_ = rt.Remove(ctx, st.ID)
+			}
+			rt.Close()
+		}
+		ids, _ := ra.netm.IDs()
+		for _, id := range ids {
+			_ = ra.netm.Teardown(id)
+		}
+		_ = unmountBelow(dir)
+		_ = deleteLink(ra.bridge)
+		os.RemoveAll(dir)
+	})
+	ra.launch(t)
+	return ra
+}
+
+// startRealAgentKeep is startRealAgent for tests that restart the agent.
+func startRealAgentKeep(t *testing.T, client kubernetes.Interface) *realAgent {
+	return startRealAgent(t, client, nil)
+}
+
+// launch starts an agent (and runtime) over the realAgent's directories.
+func (ra *realAgent) launch(t *testing.T) {
+	t.Helper()
+	rt, err := runtime.NewLibcontainer(runtime.Config{Root: filepath.Join(ra.dir, "runtime"), CgroupRoot: "skiff-test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := image.NewStore(filepath.Join(dir, "images"))
+	store, err := image.NewStore(filepath.Join(ra.dir, "images"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := store.Add(context.Background(), image.TestImageRef, testImage); err != nil {
 		t.Fatal(err)
 	}
-	bridge := fmt.Sprintf("skt%06x", rand.Uint32()&0xffffff)
-	netm, err := network.New(network.Config{StateDir: filepath.Join(dir, "agent", "network"), Bridge: bridge})
+	netm, err := network.New(network.Config{StateDir: filepath.Join(ra.dir, "agent", "network"), Bridge: ra.bridge})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cidr := fmt.Sprintf("10.%d.%d.0/24", 200+rand.IntN(50), rand.IntN(250))
 	cfg := Config{
 		NodeName:             "node-a",
-		Client:               client,
+		Client:               ra.client,
 		Runtime:              rt,
 		Images:               store,
-		DataDir:              filepath.Join(dir, "agent"),
+		DataDir:              filepath.Join(ra.dir, "agent"),
 		ListenAddr:           "127.0.0.1:0",
 		Network:              netm,
-		PodCIDR:              cidr,
+		PodCIDR:              ra.cidr,
 		HousekeepingInterval: 500 * time.Millisecond,
 		BackoffInitial:       300 * time.Millisecond,
 		BackoffMax:           2 * time.Second,
 	}
-	if mutate != nil {
-		mutate(&cfg)
+	if os.Getenv("NODEAGENT_TEST_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if ra.mutate != nil {
+		ra.mutate(&cfg)
 	}
 	a, err := New(cfg)
 	if err != nil {
@@ -85,27 +129,26 @@ func startRealAgent(t *testing.T, client kubernetes.Interface, mutate func(*Conf
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent: %v", err)
-		}
-		// Remove whatever the test left running.
-		cctx := context.Background()
-		list, _ := rt.List(cctx)
-		for _, st := range list {
-			_ = rt.Remove(cctx, st.ID)
-		}
-		rt.Close()
-		ids, _ := netm.IDs()
-		for _, id := range ids {
-			_ = netm.Teardown(id)
-		}
-		_ = unmountBelow(dir)
-		_ = deleteLink(bridge)
-		os.RemoveAll(dir)
-	})
-	return &realAgent{Agent: a, rt: rt, client: client, dir: dir}
+	ra.Agent, ra.rt, ra.netm, ra.cancel, ra.done = a, rt, netm, cancel, done
+	eventually(t, 10*time.Second, "agent endpoint", func() (bool, string) { return a.Port() != 0, "" })
+}
+
+// stop ends the agent as a crash would for its containers: they keep
+// running and nothing of theirs is cleaned up.
+func (ra *realAgent) stop() {
+	if ra.cancel == nil {
+		return
+	}
+	ra.cancel()
+	<-ra.done
+	ra.rt.Close()
+	ra.cancel = nil
+}
+
+// restart starts a new agent over the same directories.
+func (ra *realAgent) restart(t *testing.T) *realAgent {
+	ra.launch(t)
+	return ra
 }
 
 func uniquePod(name string, containers ...corev1.Container) *corev1.Pod {
@@ -335,6 +378,10 @@ func TestConfigMapAndSecretReachContainer(t *testing.T) {
 		}
 		return out.String()
 	}
+	eventually(t, 10*time.Second, "server listening", func() (bool, string) {
+		code, err := a.rt.Exec(context.Background(), id, runtime.ExecSpec{Args: []string{"/testimage", "get", "http://127.0.0.1:8080/healthz"}})
+		return err == nil && code == 0, fmt.Sprint(code, err)
+	})
 	env := run("get", "http://127.0.0.1:8080/env")
 	for _, want := range []string{"GREETING=hello", "POD_NAME=cfgpod", "MSG=hello world"} {
 		if !strings.Contains(env, want) {

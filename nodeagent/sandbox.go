@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"time"
@@ -200,11 +201,34 @@ func (a *Agent) cleanupPod(ctx context.Context, uid types.UID, grace time.Durati
 }
 
 // unmountBelow unmounts every mount (tmpfs volumes) under dir, deepest
-// first, so that removing dir never reaches into a mounted file system.
+// first, so that removing dir never reaches into a mounted file system. It
+// reads the mount table again until nothing is left, for mounts stacked on
+// one another.
 func unmountBelow(dir string) error {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	for range 10 {
+		points, err := mountsBelow(dir)
+		if err != nil || len(points) == 0 {
+			return err
+		}
+		for i := len(points) - 1; i >= 0; i-- {
+			if err := unix.Unmount(points[i], unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("unmount %s: %w", points[i], err)
+			}
+		}
+	}
+	return fmt.Errorf("mounts under %s keep coming back", dir)
+}
+
+// mountsBelow lists the mount points under dir. It reads the calling
+// thread's mount table, not /proc/self's: libcontainer may leave the main
+// thread of the process wedged in a container's mount namespace (a locked
+// goroutine that joined it ended there), so /proc/self shows that table.
+func mountsBelow(dir string) ([]string, error) {
+	goruntime.LockOSThread()
+	defer goruntime.UnlockOSThread()
+	data, err := os.ReadFile("/proc/thread-self/mountinfo")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var points []string
 	for _, line := range strings.Split(string(data), "\n") {
@@ -213,12 +237,7 @@ func unmountBelow(dir string) error {
 			points = append(points, f[4])
 		}
 	}
-	for i := len(points) - 1; i >= 0; i-- {
-		if err := unix.Unmount(points[i], unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("unmount %s: %w", points[i], err)
-		}
-	}
-	return nil
+	return points, nil
 }
 
 // podDirs lists the UIDs of pods that have state on the node: a pod

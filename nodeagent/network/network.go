@@ -168,8 +168,8 @@ func (m *Manager) Setup(id string) (Result, error) {
 	return Result{NetNSPath: path, IP: ip}, nil
 }
 
-// vethName is the host end's name for pod id, stable and at most 15 bytes.
-func vethName(id string) string {
+// HostVeth is the host end's name for pod id, stable and at most 15 bytes.
+func HostVeth(id string) string {
 	sum := sha256.Sum256([]byte(id))
 	return "veth" + hex.EncodeToString(sum[:])[:11]
 }
@@ -179,7 +179,7 @@ func (m *Manager) plugVeth(id string, ns netns.NsHandle, h *netlink.Handle, ip n
 	if _, err := h.LinkByName("eth0"); err == nil {
 		return nil // set up before (a restarted agent)
 	}
-	host := vethName(id)
+	host := HostVeth(id)
 	if old, err := netlink.LinkByName(host); err == nil {
 		_ = netlink.LinkDel(old) // half-made by a crash
 	}
@@ -226,7 +226,7 @@ func (m *Manager) plugVeth(id string, ns netns.NsHandle, h *netlink.Handle, ip n
 // crashes.
 func (m *Manager) Teardown(id string) error {
 	var errs []error
-	if l, err := netlink.LinkByName(vethName(id)); err == nil {
+	if l, err := netlink.LinkByName(HostVeth(id)); err == nil {
 		if err := netlink.LinkDel(l); err != nil {
 			errs = append(errs, fmt.Errorf("delete veth: %w", err))
 		}
