@@ -13,8 +13,10 @@ import (
 )
 
 // Down stops every process of the local cluster in dir: agents first, then servers, each
-// with SIGTERM and, after grace, SIGKILL. With purge it also unmounts anything left under
-// dir and removes dir.
+// with SIGTERM and, after grace, SIGKILL. The pods' containers outlive a stopped agent on
+// purpose (a restarted agent adopts them), so Down then kills them through the agents'
+// cgroups, removes those cgroups and unmounts what is left under dir: nothing it started
+// keeps running. With purge it also removes dir and all its data.
 func Down(dir string, purge bool, progress io.Writer) error {
 	lc, err := LoadLocalCluster(dir)
 	if err != nil {
@@ -29,8 +31,14 @@ func Down(dir string, purge bool, progress io.Writer) error {
 		fmt.Fprintf(progress, "stopping %s %s (pid %d)\n", p.Role, p.Name, p.PID)
 		StopProcess(p.PID, 20*time.Second)
 	}
-	if !purge {
-		return nil
+	for _, p := range order {
+		if p.Role == "agent" {
+			if n, err := killCgroups(agentCgroupDirs(p.Name)); err != nil {
+				return err
+			} else if n > 0 {
+				fmt.Fprintf(progress, "stopped %d container process(es) of %s\n", n, p.Name)
+			}
+		}
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -38,6 +46,9 @@ func Down(dir string, purge bool, progress io.Writer) error {
 	}
 	if err := unmountUnder(abs); err != nil {
 		return err
+	}
+	if !purge {
+		return nil
 	}
 	fmt.Fprintf(progress, "removing %s\n", abs)
 	return os.RemoveAll(abs)
@@ -81,4 +92,53 @@ func unmountUnder(dir string) error {
 		}
 	}
 	return nil
+}
+
+// agentCgroupDirs are the agent's cgroup trees, one per cgroup v1 hierarchy (the runtime puts
+// its containers below skiff/<node>).
+func agentCgroupDirs(node string) []string {
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", "skiff", node))
+	return dirs
+}
+
+// killCgroups SIGKILLs every process in the given cgroup trees, waits for them to go, then
+// removes the cgroups, deepest first. It returns how many processes it killed.
+func killCgroups(roots []string) (int, error) {
+	var dirs []string
+	for _, r := range roots {
+		_ = filepath.WalkDir(r, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+	}
+	pids := map[int]bool{}
+	for _, d := range dirs {
+		data, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+		for _, f := range strings.Fields(string(data)) {
+			var pid int
+			if _, err := fmt.Sscan(f, &pid); err == nil && pid > 0 {
+				pids[pid] = true
+			}
+		}
+	}
+	for pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
+	var err error
+	for try := 0; try < 50; try++ { // a killed process leaves its cgroup a moment later
+		err = nil
+		for _, d := range dirs {
+			if rerr := syscall.Rmdir(d); rerr != nil && rerr != syscall.ENOENT {
+				err = fmt.Errorf("cluster: remove cgroup %s: %w", d, rerr)
+			}
+		}
+		if err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return len(pids), err
 }

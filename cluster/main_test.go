@@ -14,8 +14,8 @@ import (
 )
 
 // skiffBin is the real binary, built once for this package's tests: these tests run
-// servers as separate processes, as users do.
-var skiffBin string
+// servers as separate processes, as users do. testImageBin is the static test image program.
+var skiffBin, testImageBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "skiff-bin-")
@@ -28,6 +28,14 @@ func TestMain(m *testing.M) {
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building skiff:", err)
+		os.Exit(1)
+	}
+	testImageBin = filepath.Join(dir, "testimage")
+	build = exec.Command("go", "build", "-o", testImageBin, "github.com/skiff-dev/skiff/testimage")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building testimage:", err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -151,3 +159,18 @@ func eventually(t *testing.T, timeout time.Duration, f func() error) {
 }
 
 func saveCluster(lc *cluster.LocalCluster) error { return cluster.SaveLocalCluster(lc) }
+
+// needsRoot skips a test that needs root, except under CI=true, where skipping would hide
+// a failure.
+func needsRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("needs root (containers, cgroups), and CI must run it")
+	}
+	t.Skip("needs root: runs real containers")
+}
+
+func errorf(format string, a ...any) error { return fmt.Errorf(format, a...) }
