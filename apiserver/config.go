@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,6 +56,10 @@ type Config struct {
 	Now func() time.Time
 	// SkipBootstrap leaves out the default namespaces and RBAC roles created at start.
 	SkipBootstrap bool
+	// Unauthenticated are extra handlers by path (matched with and below it), served before
+	// authentication: the cluster's agent join endpoint, whose callers have no identity yet
+	// and prove themselves with the join token instead.
+	Unauthenticated map[string]http.Handler
 }
 
 func (c *Config) setDefaults() error {

@@ -112,6 +112,10 @@ func (s *Server) routes() http.Handler {
 	r.Get("/healthz", s.serveHealth)
 	r.Get("/livez", s.serveLive)
 	r.Get("/readyz", s.serveHealth)
+	for path, h := range s.cfg.Unauthenticated {
+		r.Handle(path, h)
+		r.Handle(path+"/*", h)
+	}
 	r.Group(func(r chi.Router) {
 		r.Use(s.authenticate, s.authorize)
 		r.Get("/version", s.serveVersion)
