@@ -77,8 +77,10 @@ type Config struct {
 	// HTTP (for example skiff.local to the agent's in-process test-image registry).
 	RegistryMirrors map[string]string
 
-	// PodManifestPath is a directory of static pod manifests.
-	PodManifestPath string
+	// PodManifestPath is a directory of static pod manifests, read every
+	// StaticPodCheckInterval (default 20 s, the kubelet's fileCheckFrequency).
+	PodManifestPath        string
+	StaticPodCheckInterval time.Duration
 
 	// LogMaxBytes and LogMaxFiles bound each container's log (default 10
 	// MiB and 5 files, the kubelet's containerLogMaxSize/MaxFiles).
@@ -143,6 +145,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.HousekeepingInterval == 0 {
 		c.HousekeepingInterval = 10 * time.Second
+	}
+	if c.StaticPodCheckInterval == 0 {
+		c.StaticPodCheckInterval = 20 * time.Second
 	}
 	if c.BackoffInitial == 0 {
 		c.BackoffInitial = 10 * time.Second
@@ -239,6 +244,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// wait for registration.
 	run("pods", a.pods.run)
 	run("node", a.runNode)
+	run("routes", a.runRoutes)
 	wg.Wait()
 	close(errc)
 	return <-errc

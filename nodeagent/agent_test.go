@@ -3,6 +3,8 @@ package nodeagent
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -209,4 +211,56 @@ func TestRunningContainersOfExistingPodsAreAdoptedNotRestarted(t *testing.T) {
 	if len(list) != 1 || list[0].ID != id {
 		t.Fatalf("containers %+v", list)
 	}
+}
+
+func TestStaticPodRunsAndIsMirrored(t *testing.T) {
+	dir := t.TempDir()
+	manifest := `apiVersion: v1
+kind: Pod
+metadata:
+  name: static-web
+  namespace: kube-system
+spec:
+  containers:
+  - name: web
+    image: skiff.local/testimage:latest
+`
+	if err := os.WriteFile(filepath.Join(dir, "web.yaml"), []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	client := fake.NewSimpleClientset()
+	_, rt := startHollowAgent(t, client, func(c *Config) {
+		c.PodManifestPath, c.StaticPodCheckInterval = dir, 200*time.Millisecond
+	})
+	ctx := context.Background()
+	eventually(t, 10*time.Second, "mirror pod Running", func() (bool, string) {
+		p, err := client.CoreV1().Pods("kube-system").Get(ctx, "static-web-node-a", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		if p.Annotations[annoConfigMirror] == "" {
+			return false, "no mirror annotation"
+		}
+		return p.Status.Phase == corev1.PodRunning, string(p.Status.Phase)
+	})
+	// Deleting the mirror pod does not stop the static pod: it comes back.
+	if err := client.CoreV1().Pods("kube-system").Delete(ctx, "static-web-node-a", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "mirror pod recreated", func() (bool, string) {
+		_, err := client.CoreV1().Pods("kube-system").Get(ctx, "static-web-node-a", metav1.GetOptions{})
+		return err == nil, fmt.Sprint(err)
+	})
+	if list, _ := rt.List(ctx); len(list) != 1 || list[0].State != runtime.StateRunning {
+		t.Fatalf("containers %+v", list)
+	}
+	// Removing the manifest stops the pod and removes the mirror.
+	if err := os.Remove(filepath.Join(dir, "web.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "static pod gone", func() (bool, string) {
+		list, _ := rt.List(ctx)
+		_, err := client.CoreV1().Pods("kube-system").Get(ctx, "static-web-node-a", metav1.GetOptions{})
+		return len(list) == 0 && err != nil, fmt.Sprintf("%d containers, mirror err %v", len(list), err)
+	})
 }

@@ -93,6 +93,7 @@ func (m *podManager) run(ctx context.Context) error {
 	}
 	m.lister.Store(&lister)
 	m.a.log.Info("pod cache synced")
+	m.static.poke() // mirror pods can be written now
 
 	// Take over what a previous agent left running, and remove what
 	// belongs to pods that are gone, before anything new starts.

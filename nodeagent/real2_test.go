@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"log"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -11,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -146,4 +152,43 @@ func TestRestartedAgentAdoptsRunningContainers(t *testing.T) {
 	if err != nil || after.ContainerID != before.ContainerID || after.RestartCount != 0 || st2.Pid != st1.Pid || st2.State != "running" {
 		t.Fatalf("before %+v pid %d, after %+v pid %d (%v)", before, st1.Pid, after, st2.Pid, err)
 	}
+}
+
+func TestImageIsPulledFromPlainHTTPRegistry(t *testing.T) {
+	requireRoot(t)
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	ref := host + "/skiff/testimage:v1"
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, testImage); err != nil {
+		t.Fatal(err)
+	}
+	c := ctr("main", "echo", "pulled")
+	c.Image, c.ImagePullPolicy = ref, corev1.PullAlways
+	pod := uniquePod("pulled", c)
+	pod.Spec.RestartPolicy = corev1.RestartPolicyNever
+	missing := ctr("main", "echo", "never")
+	missing.Image = host + "/skiff/absent:v1"
+	bad := uniquePod("badimage", missing)
+	client := fake.NewSimpleClientset(pod, bad)
+	startRealAgent(t, client, func(c *Config) { c.InsecureRegistries = []string{host} })
+	p := waitPod(t, client, "pulled", 30*time.Second, phaseIs(corev1.PodSucceeded))
+	if id := p.Status.ContainerStatuses[0].ImageID; !strings.HasPrefix(id, host+"/skiff/testimage@sha256:") {
+		t.Fatalf("imageID %q", id)
+	}
+	waitPod(t, client, "badimage", 30*time.Second, func(p *corev1.Pod) (bool, string) {
+		if len(p.Status.ContainerStatuses) == 0 || p.Status.ContainerStatuses[0].State.Waiting == nil {
+			return false, "no waiting state"
+		}
+		w := p.Status.ContainerStatuses[0].State.Waiting
+		return w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff", w.Reason
+	})
+	waitPod(t, client, "badimage", 30*time.Second, func(p *corev1.Pod) (bool, string) {
+		w := p.Status.ContainerStatuses[0].State.Waiting
+		return w != nil && w.Reason == "ImagePullBackOff", fmt.Sprintf("%+v", w)
+	})
 }

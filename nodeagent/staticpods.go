@@ -28,10 +28,6 @@ const (
 	annoConfigMirror = "kubernetes.io/config.mirror"
 )
 
-// staticFileCheck is how often the manifest directory is read, as the
-// kubelet's fileCheckFrequency.
-const staticFileCheck = 20 * time.Second
-
 // staticPods runs the pods of Config.PodManifestPath: they need no API to
 // run, and each is mirrored to the API as a mirror pod (read-only for the
 // cluster) carrying its status.
@@ -94,7 +90,7 @@ func (s *staticPods) run(ctx context.Context) {
 	if dir == "" {
 		return
 	}
-	t := time.NewTicker(staticFileCheck)
+	t := time.NewTicker(s.m.a.cfg.StaticPodCheckInterval)
 	defer t.Stop()
 	for {
 		s.scan(dir)
