@@ -83,3 +83,16 @@ func RestConfigFor(a APIAccess) *rest.Config {
 		Burst: 2000,
 	}
 }
+
+// WriteNodeKubeconfig writes the kubeconfig an agent builds from its join answer.
+func WriteNodeKubeconfig(path, apiURL, nodeName string, j *JoinResponse) error {
+	cfg := clientcmdapi.NewConfig()
+	cfg.AuthInfos[nodeName] = &clientcmdapi.AuthInfo{ClientCertificateData: j.CertPEM, ClientKeyData: j.KeyPEM}
+	cfg.Clusters["skiff"] = &clientcmdapi.Cluster{Server: apiURL, CertificateAuthorityData: j.CAPEM}
+	cfg.Contexts["skiff"] = &clientcmdapi.Context{Cluster: "skiff", AuthInfo: nodeName}
+	cfg.CurrentContext = "skiff"
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return clientcmd.WriteToFile(*cfg, path)
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -175,11 +176,12 @@ func (s *Server) openAPI() error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(s.store.Collectors()...)
 	api, err := apiserver.New(apiserver.Config{
-		Store:       s.store,
-		ServingCert: tc,
-		ClientCA:    s.keys.CAPool(),
-		Logger:      s.log,
-		Metrics:     reg,
+		Store:           s.store,
+		ServingCert:     tc,
+		ClientCA:        s.keys.CAPool(),
+		Logger:          s.log,
+		Metrics:         reg,
+		Unauthenticated: map[string]http.Handler{joinPath: s.joinHandler()},
 	})
 	if err != nil {
 		ln.Close()
@@ -190,13 +192,14 @@ func (s *Server) openAPI() error {
 	return err
 }
 
-// writeTLSFiles leaves the CA and this server's serving certificate in <data-dir>/tls for
-// operators; the CA key is never written (it is derived from the token).
+// writeTLSFiles leaves the CA, this server's serving certificate and the agent join token
+// in <data-dir>/tls for operators; the CA key is never written (it is derived from the token).
 func writeTLSFiles(dir string, keys *Keys, serving *Cert) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	files := map[string][]byte{"ca.crt": keys.CAPEM, "server.crt": serving.CertPEM, "server.key": serving.KeyPEM}
+	files := map[string][]byte{"ca.crt": keys.CAPEM, "server.crt": serving.CertPEM, "server.key": serving.KeyPEM,
+		"agent-token": []byte(keys.AgentToken() + "\n")}
 	for name, b := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
 			return err

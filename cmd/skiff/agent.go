@@ -34,11 +34,22 @@ func newAgentCmd() *cobra.Command {
 		nodeIP       string
 		testImageBin string
 		logLevel     string
+		server       string
+		token        string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run a node agent (the kubelet role): registers the node and runs its pods",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if kubeconfig == "" {
+				if server == "" || token == "" {
+					return fmt.Errorf("give --kubeconfig, or --server and --token to join")
+				}
+				var err error
+				if kubeconfig, err = joinOnce(cmd.Context(), filepath.Join(dataDir, "agent", "kubeconfig"), server, token, cfg.NodeName); err != nil {
+					return err
+				}
+			}
 			rc, err := cluster.RestConfig(kubeconfig, "")
 			if err != nil {
 				return err
@@ -92,7 +103,9 @@ func newAgentCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.NodeName, "name", hostname(), "this node's name")
-	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig with this node's identity (system:node:<name>)")
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig with this node's identity (system:node:<name>); or join with --server and --token")
+	f.StringVar(&server, "server", "", "a server's API URL to join through (with --token)")
+	f.StringVar(&token, "token", "", "the agent join token (<data-dir>/tls/agent-token on any server)")
 	f.StringVar(&dataDir, "data-dir", "/var/lib/skiff", "data directory (agent/ holds images, containers, pod logs)")
 	f.StringVar(&runtimeName, "runtime", "libcontainer", "libcontainer, or hollow to simulate a node")
 	f.StringVar(&cfg.ListenAddr, "listen", ":10250", "address of the agent's HTTPS endpoint (logs, exec)")
@@ -102,8 +115,19 @@ func newAgentCmd() *cobra.Command {
 	f.StringVar(&cfg.PodManifestPath, "pod-manifest-path", "", "directory of static pod manifests")
 	f.StringVar(&testImageBin, "test-image-binary", "", "a static testimage binary to serve as "+TestImageRef+" from an in-process registry (for machines with no registry)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	_ = cmd.MarkFlagRequired("kubeconfig")
 	return cmd
+}
+
+// joinOnce returns the kubeconfig from an earlier join, or joins now and writes it.
+func joinOnce(ctx context.Context, path, server, token, name string) (string, error) {
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	j, err := cluster.Join(ctx, server, token, name)
+	if err != nil {
+		return "", err
+	}
+	return path, cluster.WriteNodeKubeconfig(path, server, name, j)
 }
 
 // serveTestImage builds the test image from its binary and serves it from an in-process
