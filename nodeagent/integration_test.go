@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -91,6 +92,9 @@ func TestAgentRunsPodAgainstRealControlPlane(t *testing.T) {
 		ids, _ := netm.IDs()
 		for _, id := range ids {
 			_ = netm.Teardown(id)
+		}
+		if l, err := netlink.LinkByName(bridge); err == nil {
+			_ = netlink.LinkDel(l)
 		}
 		os.RemoveAll(dir)
 	})
