@@ -1,6 +1,8 @@
 package cluster_test
 
 import (
+	"crypto/tls"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,4 +62,38 @@ func TestAgentJoinsWithTheAgentTokenOnly(t *testing.T) {
 		}
 		return nil
 	})
+	// The agent's logs/exec endpoint serves only cluster-CA certificates in system:masters
+	// (the apiserver's proxy identity): not anonymous clients, not node identities.
+	port, err := kubectl(t, lc, "skiff-1", "get", "node", "joined-1", "-o", "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}")
+	if err != nil || port == "" || port == "0" {
+		t.Fatalf("kubelet port %q: %v", port, err)
+	}
+	url := "https://127.0.0.1:" + port + "/containerLogs/default/nope/nope"
+	get := func(kubeconfig, context string) (int, error) {
+		var tc tls.Config
+		tc.InsecureSkipVerify = true // the agent's serving certificate is self-signed, as the kubelet's
+		if kubeconfig != "" {
+			rc, err := cluster.RestConfig(kubeconfig, context)
+			if err != nil {
+				return 0, err
+			}
+			c, err := tls.X509KeyPair(rc.TLSClientConfig.CertData, rc.TLSClientConfig.KeyData)
+			if err != nil {
+				return 0, err
+			}
+			tc.Certificates = []tls.Certificate{c}
+		}
+		resp, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: &tc}}).Get(url)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	if code, err := get("", ""); err == nil {
+		t.Fatalf("an anonymous client got HTTP %d from the agent", code)
+	}
+	if code, err := get(lc.Kubeconfig, "skiff-1"); err != nil || code == http.StatusForbidden || code == http.StatusUnauthorized {
+		t.Fatalf("the admin: HTTP %d, %v", code, err)
+	}
 }

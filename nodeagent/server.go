@@ -63,13 +63,18 @@ func newServer(a *Agent) *server {
 func (s *server) listen() (net.Listener, error) {
 	cfg := s.a.cfg.TLSConfig
 	if cfg == nil {
+		cfg = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	cfg = cfg.Clone()
+	if len(cfg.Certificates) == 0 && cfg.GetCertificate == nil {
+		// The kubelet without --tls-cert-file serves a self-signed certificate too; client
+		// verification (ClientCAs) may still be configured.
 		cert, err := selfSignedCert(s.a.cfg.NodeName, s.a.nodeIP())
 		if err != nil {
 			return nil, err
 		}
-		cfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		cfg.Certificates = []tls.Certificate{cert}
 	}
-	cfg = cfg.Clone()
 	// SPDY needs HTTP/1.1 upgrades.
 	cfg.NextProtos = []string{"http/1.1"}
 	ln, err := net.Listen("tcp", s.a.cfg.ListenAddr)

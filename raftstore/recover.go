@@ -1,12 +1,8 @@
 package raftstore
 
 import (
-	"fmt"
-	"path/filepath"
-
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 )
 
 // Recover rewrites the Raft configuration of a stopped node to servers, for a cluster that
@@ -18,15 +14,11 @@ func Recover(cfg Config, servers []Server) error {
 	if err := cfg.setDefaults(); err != nil {
 		return err
 	}
-	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
-	if err != nil {
-		return fmt.Errorf("raftstore: open log: %w", err)
-	}
-	defer bolt.Close()
-	snaps, err := raft.NewFileSnapshotStore(cfg.Dir, cfg.SnapshotRetain, cfg.RaftLog)
+	d, err := openDisk(cfg)
 	if err != nil {
 		return err
 	}
+	defer d.Close()
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
 	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: cfg.RaftLog})
@@ -36,5 +28,5 @@ func Recover(cfg Config, servers []Server) error {
 	}
 	fsm := newFSM(limits{maxKey: cfg.MaxKeySize, maxValue: cfg.MaxValueSize}, cfg.HistoryEvents, cfg.HistoryAge, nil)
 	_, trans := raft.NewInmemTransport("")
-	return raft.RecoverCluster(rc, fsm, bolt, bolt, snaps, trans, conf)
+	return raft.RecoverCluster(rc, fsm, d.wal, d.bolt, d.snaps, trans, conf)
 }

@@ -7,14 +7,12 @@ import (
 	"net"
 	"net/rpc"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/skiff-dev/skiff/raftstore/internal/wire"
 )
 
@@ -29,7 +27,7 @@ type Store struct {
 	mux       *mux
 	peers     *peers
 	transport *raft.NetworkTransport
-	bolt      *raftboltdb.BoltStore
+	disk      *disk
 	metrics   *metrics
 	verify    *verifier
 	leader    leadership
@@ -87,19 +85,14 @@ func Open(cfg Config) (*Store, error) {
 
 func (s *Store) openRaft() error {
 	cfg := s.cfg
-	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
+	d, err := openDisk(cfg)
 	if err != nil {
-		return fmt.Errorf("raftstore: open log: %w", err)
-	}
-	logs, err := raft.NewLogCache(1024, bolt)
-	if err != nil {
-		bolt.Close()
 		return err
 	}
-	snaps, err := raft.NewFileSnapshotStore(filepath.Join(cfg.Dir), cfg.SnapshotRetain, cfg.RaftLog)
+	logs, err := raft.NewLogCache(1024, d.wal)
 	if err != nil {
-		bolt.Close()
-		return fmt.Errorf("raftstore: open snapshots: %w", err)
+		d.Close()
+		return err
 	}
 	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: cfg.RaftLog})
 	s.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
@@ -126,38 +119,19 @@ func (s *Store) openRaft() error {
 	rc.NotifyCh = notify
 	rc.Logger = hlog
 	rc.NoLegacyTelemetry = true
-	r, err := raft.NewRaft(rc, s.fsm, logs, bolt, snaps, s.transport)
+	r, err := raft.NewRaft(rc, s.fsm, logs, d.bolt, d.snaps, s.transport)
 	if err != nil {
 		s.transport.Close()
-		bolt.Close()
+		d.Close()
 		return fmt.Errorf("raftstore: start raft: %w", err)
 	}
-	s.raft, s.bolt = r, bolt
+	s.raft, s.disk = r, d
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		s.watchLeadership(notify)
 	}()
 	return nil
-}
-
-// HasState reports whether a node's data directory already holds Raft state, so a caller
-// knows not to bootstrap it again.
-func HasState(dir string) (bool, error) {
-	p := filepath.Join(dir, "raft.db")
-	if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
-	bolt, err := raftboltdb.New(raftboltdb.Options{Path: p})
-	if err != nil {
-		return false, err
-	}
-	defer bolt.Close()
-	snaps, err := raft.NewFileSnapshotStore(dir, 1, os.Stderr)
-	if err != nil {
-		return false, err
-	}
-	return raft.HasExistingState(bolt, bolt, snaps)
 }
 
 // Bootstrap forms a new cluster from the given servers. Every server of the initial
@@ -187,7 +161,7 @@ func (s *Store) Close() error {
 		err = errors.Join(err, s.transport.Close(), s.cfg.Layer.Close())
 		s.mux.closeAccepted()
 		s.wg.Wait()
-		s.closeErr = errors.Join(err, s.bolt.Close())
+		s.closeErr = errors.Join(err, s.disk.Close())
 	})
 	return s.closeErr
 }

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -9,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -58,6 +62,9 @@ func newAgentCmd() *cobra.Command {
 				return err
 			}
 			cfg.RestConfig = rc
+			if cfg.TLSConfig, cfg.Authorize, err = endpointSecurity(rc.TLSClientConfig.CAData); err != nil {
+				return err
+			}
 			cfg.DataDir = filepath.Join(dataDir, "agent")
 			cfg.Logger = newLogger(logLevel)
 			if nodeIP != "" {
@@ -155,4 +162,26 @@ func serveTestImage(ctx context.Context, binary string) (string, error) {
 		return "", fmt.Errorf("test image: push to the in-process registry: %w", err)
 	}
 	return addr, nil
+}
+
+// endpointSecurity limits the agent's logs and exec endpoint to clients with a certificate
+// of the cluster CA in group system:masters: the apiserver's proxy (as kube-apiserver's
+// kubelet client certificate is) and cluster admins. Anyone else who can reach the port
+// gets nothing.
+func endpointSecurity(caPEM []byte) (*tls.Config, func(*nodeagent.RequestInfo) error, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, nil, fmt.Errorf("the kubeconfig holds no CA certificate to verify the agent's clients with")
+	}
+	cfg := &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS12}
+	authorize := func(r *nodeagent.RequestInfo) error {
+		if r.Request.TLS == nil || len(r.Request.TLS.VerifiedChains) == 0 {
+			return errors.New("no verified client certificate")
+		}
+		if !slices.Contains(r.Request.TLS.VerifiedChains[0][0].Subject.Organization, "system:masters") {
+			return fmt.Errorf("%s may not use the node's %s endpoint", r.Request.TLS.VerifiedChains[0][0].Subject.CommonName, r.Verb)
+		}
+		return nil
+	}
+	return cfg, authorize, nil
 }
