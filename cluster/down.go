@@ -50,6 +50,7 @@ func Down(dir string, purge bool, progress io.Writer) error {
 	if !purge {
 		return nil
 	}
+	removeNetns(lc)
 	fmt.Fprintf(progress, "removing %s\n", abs)
 	return os.RemoveAll(abs)
 }

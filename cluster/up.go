@@ -27,15 +27,18 @@ type Process struct {
 	GossipAddr string   `json:"gossipAddr,omitempty"`
 	DataDir    string   `json:"dataDir"`
 	LogFile    string   `json:"logFile"`
-	Args       []string `json:"args"` // the command line, without the binary
+	Args       []string `json:"args"`            // the command line, without the binary
+	Netns      string   `json:"netns,omitempty"` // its network namespace, with --netns
+	IP         string   `json:"ip,omitempty"`    // its address there
 }
 
 // LocalCluster is the content of DIR/cluster.json.
 type LocalCluster struct {
-	Dir        string    `json:"dir"`
-	Binary     string    `json:"binary"`
-	Kubeconfig string    `json:"kubeconfig"`
-	Processes  []Process `json:"processes"`
+	Dir        string     `json:"dir"`
+	Binary     string     `json:"binary"`
+	Kubeconfig string     `json:"kubeconfig"`
+	Netns      *netnsPlan `json:"netns,omitempty"`
+	Processes  []Process  `json:"processes"`
 }
 
 // UpConfig configures Up.
@@ -45,11 +48,14 @@ type UpConfig struct {
 	Agents  int    // default 1
 	Runtime string // agent runtime: libcontainer or hollow
 	Binary  string // the skiff binary to run; default: this executable
-	// TestImageBinary, a static testimage binary, is stored on every libcontainer agent as
-	// skiff.local/testimage:latest, for a machine with no registry.
+	// TestImageBinary, a static testimage binary, is served by every libcontainer agent as
+	// skiff.local/testimage:latest from an in-process registry, for a machine with no registry.
 	TestImageBinary string
 	Progress        io.Writer
 	Timeout         time.Duration // for the cluster to become healthy; default 2m
+	// Netns puts each node in its own network namespace on a bridge, with its own address
+	// (root only): real networking and real partitions.
+	Netns bool
 }
 
 const clusterFile = "cluster.json"
@@ -129,6 +135,17 @@ func Up(ctx context.Context, cfg UpConfig) (*LocalCluster, error) {
 		return nil, err
 	}
 	lc.Binary = cfg.Binary
+	if lc.Netns != nil {
+		if err := lc.Netns.ensureBridge(); err != nil {
+			return nil, err
+		}
+		for _, p := range lc.Processes {
+			if err := lc.Netns.ensureNode(p.Netns, p.IP); err != nil {
+				return nil, err
+			}
+		}
+		say("network namespaces ready: bridge %s, subnet %s", lc.Netns.Bridge, lc.Netns.Subnet)
+	}
 	if err := writeAdminKubeconfig(lc, keys); err != nil {
 		return nil, err
 	}
@@ -192,19 +209,38 @@ func loadOrCreateToken(path string) (string, error) {
 // planLocalCluster picks names, free loopback ports and command lines.
 func planLocalCluster(dir string, cfg UpConfig) (*LocalCluster, error) {
 	lc := &LocalCluster{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig")}
+	if cfg.Netns {
+		plan := planNetns(dir)
+		lc.Netns = &plan
+	}
+	// addrs gives a node its host and n ports: free loopback ports, or fixed ports on the
+	// node's own address in its namespace.
+	node := 0
+	addrs := func(name string, fixed ...int) (host, ns string, ports []int, err error) {
+		if lc.Netns == nil {
+			ports, err = freePorts(len(fixed))
+			return "127.0.0.1", "", ports, err
+		}
+		host = lc.Netns.nodeIP(node)
+		node++
+		return host, nsName(dir, name), fixed, nil
+	}
 	var gossips []string
 	for i := 1; i <= cfg.Servers; i++ {
-		ports, err := freePorts(3)
+		name := fmt.Sprintf("skiff-%d", i)
+		host, ns, ports, err := addrs(name, 6443, 7000, 7001)
 		if err != nil {
 			return nil, err
 		}
-		name := fmt.Sprintf("skiff-%d", i)
 		p := Process{
-			Name: name, Role: "server",
-			APIURL:     fmt.Sprintf("https://127.0.0.1:%d", ports[0]),
-			RaftAddr:   fmt.Sprintf("127.0.0.1:%d", ports[1]),
-			GossipAddr: fmt.Sprintf("127.0.0.1:%d", ports[2]),
+			Name: name, Role: "server", Netns: ns,
+			APIURL:     fmt.Sprintf("https://%s:%d", host, ports[0]),
+			RaftAddr:   fmt.Sprintf("%s:%d", host, ports[1]),
+			GossipAddr: fmt.Sprintf("%s:%d", host, ports[2]),
 			DataDir:    filepath.Join(dir, name),
+		}
+		if ns != "" {
+			p.IP = host
 		}
 		p.LogFile = filepath.Join(p.DataDir, "server.log")
 		gossips = append(gossips, p.GossipAddr)
@@ -223,16 +259,19 @@ func planLocalCluster(dir string, cfg UpConfig) (*LocalCluster, error) {
 		}
 	}
 	for i := 1; i <= cfg.Agents; i++ {
-		ports, err := freePorts(1)
+		name := fmt.Sprintf("agent-%d", i)
+		host, ns, ports, err := addrs(name, 10250)
 		if err != nil {
 			return nil, err
 		}
-		name := fmt.Sprintf("agent-%d", i)
-		p := Process{Name: name, Role: "agent", DataDir: filepath.Join(dir, name)}
+		p := Process{Name: name, Role: "agent", DataDir: filepath.Join(dir, name), Netns: ns}
+		if ns != "" {
+			p.IP = host
+		}
 		p.LogFile = filepath.Join(p.DataDir, "agent.log")
 		p.Args = []string{"agent", "--name", name, "--data-dir", p.DataDir,
 			"--kubeconfig", filepath.Join(p.DataDir, "kubeconfig"), "--runtime", cfg.Runtime,
-			"--listen", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--node-ip", "127.0.0.1"}
+			"--listen", fmt.Sprintf("%s:%d", host, ports[0]), "--node-ip", host}
 		if cfg.TestImageBinary != "" && cfg.Runtime == "libcontainer" {
 			bin, err := filepath.Abs(cfg.TestImageBinary)
 			if err != nil {
@@ -276,6 +315,12 @@ func StartProcess(lc *LocalCluster, p *Process) error {
 	}
 	defer logf.Close()
 	cmd := exec.Command(lc.Binary, p.Args...)
+	if p.Netns != "" {
+		// nsenter enters only the network namespace and execs the binary, so the pid stays
+		// the same. (ip netns exec would also remount /sys, hiding the cgroup hierarchies
+		// from the agent.)
+		cmd = exec.Command("nsenter", append([]string{"--net=/run/netns/" + p.Netns, "--", lc.Binary}, p.Args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {

@@ -42,6 +42,7 @@ addresses, data dir and log). Run again on the same dir to restart that cluster 
 	f.IntVar(&cfg.Agents, "agents", 1, "number of agents")
 	f.StringVar(&cfg.Runtime, "runtime", "libcontainer", "agents' runtime: libcontainer or hollow")
 	f.StringVar(&cfg.TestImageBinary, "test-image-binary", "", "static testimage binary stored on every agent as skiff.local/testimage:latest (make run builds bin/testimage)")
+	f.BoolVar(&cfg.Netns, "netns", false, "put each node in its own network namespace on a bridge, with its own address (root)")
 	f.DurationVar(&cfg.Timeout, "timeout", 0, "how long to wait for the cluster to be healthy (default 2m)")
 	return cmd
 }
