@@ -416,30 +416,22 @@ func (s *Store) forwardReadIndex(ctx context.Context) (uint64, error) {
 
 // waitApplied waits until this node's FSM has applied the entry at index.
 func (s *Store) waitApplied(ctx context.Context, index uint64) error {
-	for {
-		s.fsm.mu.RLock()
-		applied, ch := s.fsm.applied, s.fsm.notify
-		s.fsm.mu.RUnlock()
-		if applied >= index {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-s.ctx.Done():
-			return ErrClosed
-		}
-	}
+	return s.waitFSM(ctx, func(f *fsm) bool { return f.applied >= index })
 }
 
 // WaitRevision waits until this node has applied revision rev.
 func (s *Store) WaitRevision(ctx context.Context, rev int64) error {
+	return s.waitFSM(ctx, func(f *fsm) bool { return f.rev >= rev })
+}
+
+// waitFSM waits until done holds of the FSM (checked under its read lock), waking on each
+// applied batch.
+func (s *Store) waitFSM(ctx context.Context, done func(*fsm) bool) error {
 	for {
 		s.fsm.mu.RLock()
-		cur, ch := s.fsm.rev, s.fsm.notify
+		ok, ch := done(s.fsm), s.fsm.notify
 		s.fsm.mu.RUnlock()
-		if cur >= rev {
+		if ok {
 			return nil
 		}
 		select {
