@@ -36,6 +36,10 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if rs.Serve != nil {
+		rs.Serve(s, w, r, q)
+		return
+	}
 	switch ri.Subresource {
 	case "":
 		s.serveMain(w, r, q)

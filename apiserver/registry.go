@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"time"
@@ -43,6 +44,9 @@ type Resource struct {
 	Graceful func(obj runtime.Object, opts *metav1.DeleteOptions) (int64, bool)
 	// Verbs overrides the default verbs (all of them).
 	Verbs []string
+	// Serve, when set, answers every request for the resource itself: nothing is stored
+	// (access reviews, which are computed, not kept).
+	Serve func(s *Server, w http.ResponseWriter, r *http.Request, q *request)
 }
 
 // ScaleSpec maps a kind's replicas to autoscaling/v1 Scale.

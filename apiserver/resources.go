@@ -75,6 +75,10 @@ func builtinResources() []*Resource {
 			Default: defaultJob, Validate: validateJob, Columns: jobColumns, Row: jobRow},
 		{GVR: gvr("coordination.k8s.io", "v1", "leases"), Kind: "Lease", Namespaced: true,
 			Columns: leaseColumns, Row: leaseRow},
+		{GVR: gvr("authorization.k8s.io", "v1", "selfsubjectaccessreviews"), Kind: "SelfSubjectAccessReview",
+			Verbs: []string{"create"}, Serve: (*Server).serveAccessReview},
+		{GVR: gvr("authorization.k8s.io", "v1", "subjectaccessreviews"), Kind: "SubjectAccessReview",
+			Verbs: []string{"create"}, Serve: (*Server).serveAccessReview},
 		{GVR: gvr("rbac.authorization.k8s.io", "v1", "roles"), Kind: "Role", Namespaced: true},
 		{GVR: gvr("rbac.authorization.k8s.io", "v1", "rolebindings"), Kind: "RoleBinding", Namespaced: true,
 			Columns: bindingColumns, Row: func(o runtime.Object, now time.Time) []any {
