@@ -56,6 +56,13 @@ type Config struct {
 	Now func() time.Time
 	// SkipBootstrap leaves out the default namespaces and RBAC roles created at start.
 	SkipBootstrap bool
+	// KubeletClientCert is the apiserver's client certificate toward node agents, for
+	// pods/log, exec and portforward (kube-apiserver's --kubelet-client-certificate).
+	KubeletClientCert tls.Certificate
+	// KubeletCA verifies agents' serving certificates; nil skips verification, as
+	// kube-apiserver does without --kubelet-certificate-authority (agents may serve
+	// self-signed certificates).
+	KubeletCA *x509.CertPool
 	// Unauthenticated are extra handlers by path (matched with and below it), served before
 	// authentication: the cluster's agent join endpoint, whose callers have no identity yet
 	// and prove themselves with the join token instead.

@@ -27,7 +27,7 @@ func (s *Server) serveExtra(w http.ResponseWriter, r *http.Request, q *request) 
 	case q.rs.GVR.Resource == "namespaces" && q.ri.Subresource == "finalize" && q.ri.Verb == "update":
 		s.handleFinalize(w, r, q)
 	case q.rs.GVR.Resource == "pods" && (q.ri.Subresource == "log" || q.ri.Subresource == "exec" || q.ri.Subresource == "portforward"):
-		writeError(w, apierrors.NewServiceUnavailable("pods/"+q.ri.Subresource+" is not served by this apiserver yet"), q.gr(), q.ri.Name)
+		s.proxyToNode(w, r, q)
 	default:
 		writeError(w, errNotFoundPath(r), q.gr(), q.ri.Name)
 	}

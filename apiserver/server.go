@@ -23,6 +23,9 @@ type Server struct {
 	openapi *openAPI
 	fms     fieldManagers
 	handler http.Handler
+
+	kubeletOnce sync.Once
+	kubeletRT   http.RoundTripper // to node agents, built on first use
 }
 
 // New builds a server; it starts nothing.

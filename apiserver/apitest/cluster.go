@@ -26,9 +26,12 @@ type Cluster struct {
 	URLs    []string
 	Servers []*apiserver.Server
 	Admin   *Cert
-	Dir     string
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	// KubeletClient is the apiservers' client certificate toward node agents; agents in
+	// tests verify it with PKI.Pool.
+	KubeletClient *Cert
+	Dir           string
+	cancel        context.CancelFunc
+	wg            sync.WaitGroup
 }
 
 // Options shape a test control plane.
@@ -43,6 +46,7 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 	c := &Cluster{T: t, Raft: rafttest.New(t, n, rafttest.Options{}), PKI: NewPKI(t), Dir: t.TempDir()}
 	c.Admin = c.PKI.ClientCert(t, "kubernetes-admin", "system:masters")
 	serving := c.PKI.ServerCert(t)
+	c.KubeletClient = c.PKI.ClientCert(t, "kube-apiserver-kubelet-client", "system:masters")
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	t.Cleanup(c.Stop)
@@ -53,7 +57,8 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 	for _, node := range c.Raft.Nodes {
 		s, err := apiserver.New(apiserver.Config{
 			Store: node.Store(), ServingCert: serving.TLS, ClientCA: c.PKI.Pool, Tokens: opts.Tokens,
-			Logger: logger.With("node", node.ID),
+			Logger:            logger.With("node", node.ID),
+			KubeletClientCert: c.KubeletClient.TLS, KubeletCA: c.PKI.Pool,
 		})
 		if err != nil {
 			t.Fatalf("apiserver.New: %v", err)
