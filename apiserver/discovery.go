@@ -95,9 +95,13 @@ func (s *Server) serveResourceList(w http.ResponseWriter, r *http.Request, group
 			Verbs: rs.verbs(), ShortNames: rs.ShortNames, Categories: rs.Categories,
 		})
 		for _, sub := range subresources(rs) {
-			list.APIResources = append(list.APIResources, metav1.APIResource{
+			ar := metav1.APIResource{
 				Name: rs.GVR.Resource + "/" + sub.Name, Namespaced: rs.Namespaced, Kind: sub.Kind, Group: sub.Group, Verbs: sub.Verbs,
-			})
+			}
+			if sub.Group != "" {
+				ar.Version = "v1" // kubectl drain needs both to find policy/v1 Eviction
+			}
+			list.APIResources = append(list.APIResources, ar)
 		}
 	}
 	writeJSON(w, 200, "application/json", list)

@@ -38,6 +38,7 @@ func builtinResources() []*Resource {
 			Status: true, ResetStatusOnCreate: true,
 			Extra: []SubresourceInfo{
 				{Name: "binding", Kind: "Binding", Verbs: []string{"create"}},
+				{Name: "eviction", Kind: "Eviction", Group: "policy", Verbs: []string{"create"}},
 				{Name: "log", Kind: "Pod", Verbs: []string{"get"}},
 				{Name: "exec", Kind: "PodExecOptions", Verbs: []string{"create", "get"}},
 				{Name: "portforward", Kind: "PodPortForwardOptions", Verbs: []string{"create", "get"}},
