@@ -17,6 +17,7 @@ func newBenchCmd() *cobra.Command {
 		Short: "Run benchmarks against real processes",
 	}
 	cmd.AddCommand(newBenchStoreCmd())
+	cmd.AddCommand(newBenchChaosCmd())
 	return cmd
 }
 

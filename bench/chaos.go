@@ -1,0 +1,198 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/skiff-dev/skiff/cluster"
+)
+
+// ChaosOptions configure RunChaos.
+type ChaosOptions struct {
+	Exe          string // the skiff binary the cluster runs
+	Duration     time.Duration
+	Seed         uint64
+	Faults       []string // kinds; see AllFaults
+	LeaderKills  int      // at least this many leader kills when the schedule has room
+	Agents       int      // hollow agents
+	Netns        bool     // servers in their own network namespaces (root): real partitions
+	Peer         string   // "etcd" or ""
+	PeerDuration time.Duration
+	Etcd         string // etcd binary
+	Dir          string // where the temporary cluster directory is made
+	Clients      int    // register clients per server
+	Keys         int
+	Progress     io.Writer
+}
+
+// RunChaos starts a fresh three-server cluster with hollow agents, runs the register
+// workload against all servers while injecting faults, then checks the history, the
+// acknowledged writes and the cluster's health. Everything it started is stopped and its
+// data removed before it returns. The error is for a run that could not be made; failed
+// checks are in the result (see ChaosResult.Failures).
+func RunChaos(ctx context.Context, o ChaosOptions) (*ChaosResult, error) {
+	say := func(format string, a ...any) {
+		fmt.Fprintf(o.Progress, "chaos: "+format+"\n", a...)
+	}
+	res := &ChaosResult{Seed: o.Seed, Duration: o.Duration.String(), Started: time.Now()}
+	if !o.Netns {
+		var skipped []string
+		o.Faults = slices.DeleteFunc(o.Faults, func(k string) bool {
+			if slices.Contains(netnsFaults, k) {
+				skipped = append(skipped, k)
+				return true
+			}
+			return false
+		})
+		if len(skipped) > 0 {
+			res.Skipped = append(res.Skipped, fmt.Sprintf("%v: need network namespaces (run as root without --netns=false)", skipped))
+		}
+	}
+	root, err := os.MkdirTemp(o.Dir, "skiff-chaos-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(root)
+	dir := filepath.Join(root, "cluster")
+	// Down runs on every path out, cancellation included: the servers are detached
+	// processes that would otherwise outlive the benchmark.
+	defer func() {
+		if err := cluster.Down(dir, true, io.Discard); err != nil {
+			say("cluster down: %v", err)
+		}
+	}()
+	say("starting 3 servers and %d hollow agents in %s (netns %v)", o.Agents, dir, o.Netns)
+	lc, err := cluster.Up(ctx, cluster.UpConfig{Dir: dir, Servers: 3, Agents: o.Agents, Runtime: "hollow",
+		Binary: o.Exe, Netns: o.Netns, Progress: prefixed(o.Progress, "chaos: up: ")})
+	if err != nil {
+		return nil, fmt.Errorf("bench: cluster up: %w", err)
+	}
+	const opTimeout = 5 * time.Second
+	c, err := openChaosCluster(lc, opTimeout)
+	if err != nil {
+		return nil, err
+	}
+	regs := map[string]*configMapRegister{}
+	for _, s := range c.servers() {
+		if regs[s], err = newConfigMapRegister(c.configs[s]); err != nil {
+			return nil, err
+		}
+	}
+	if err := preflight(ctx, regs[c.servers()[0]]); err != nil {
+		return nil, err
+	}
+
+	plan := planFaults(o.Seed, o.Faults, o.Duration, o.LeaderKills)
+	say("load for %v with %d clients per server on %d keys; %d faults planned (seed %d)", o.Duration, o.Clients, o.Keys, len(plan), o.Seed)
+	t0 := time.Now()
+	load := newRegisterLoad(t0, o.Keys, opTimeout)
+	inj := &injector{c: c, t0: t0, say: say}
+	loadCtx, stop := context.WithTimeout(ctx, o.Duration)
+	defer stop()
+	var wg sync.WaitGroup
+	for i, s := range c.servers() {
+		for k := range o.Clients {
+			wg.Go(func() { load.run(loadCtx, i*o.Clients+k, s, regs[s]) })
+		}
+	}
+	wg.Go(func() { inj.run(loadCtx, plan) })
+	wg.Go(func() { progress(loadCtx, t0, load, inj, o.Progress) })
+	<-loadCtx.Done()
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+
+	say("load done; checking health, final state and history")
+	if err := c.waitHealthy(ctx, 60*time.Second); err != nil {
+		res.HealthError = err.Error()
+	}
+	res.Healthy = res.HealthError == ""
+	reader := c.leader(ctx)
+	if reader == "" {
+		reader = c.servers()[0]
+	}
+	final, err := load.finalReads(ctx, reader, regs[reader])
+	if err != nil {
+		res.FinalReadError = err.Error()
+	}
+	chk := checkRegister(load.hist.snapshot(), final, 3*time.Minute)
+	res.Check, res.Linearizable = string(chk.Result), chk.Result == "Ok"
+	res.Ops, res.DroppedUnknown = chk.Ops, chk.Dropped
+	res.LostWrites, res.LostWriteSamples = len(chk.LostWrites), chk.LostWrites[:min(len(chk.LostWrites), 20)]
+	succ := load.successTimes(c.servers())
+	res.Faults = inj.results()
+	for i := range res.Faults {
+		setUnavailability(&res.Faults[i], succ, o.Duration)
+	}
+	res.Timeline = load.tl.points()
+	if !res.Linearizable {
+		res.explain = explainHistory(chk)
+	}
+
+	if o.Peer == "etcd" {
+		say("peer: etcd, register workload and leader kills for %v", o.PeerDuration)
+		if err := EnsureEtcd(ctx, o.Etcd, o.Progress); err != nil {
+			return nil, err
+		}
+		res.Peer, err = runEtcdPeer(ctx, o.Etcd, filepath.Join(root, "etcd"), o.PeerDuration, o.Seed, o.Clients, o.Keys, say)
+		if err != nil {
+			return nil, fmt.Errorf("bench: etcd peer: %w", err)
+		}
+	}
+	return res, nil
+}
+
+// preflight waits until a ConfigMap can be written and read: the cluster serves the API.
+func preflight(ctx context.Context, r *configMapRegister) error {
+	deadline := time.Now().Add(60 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		octx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = r.create(octx, "chaos-preflight", "x")
+		if err == nil {
+			_, _, err = r.get(octx, "chaos-preflight")
+		}
+		cancel()
+		if err == nil {
+			return nil
+		}
+		sleepCtx(ctx, 500*time.Millisecond)
+	}
+	return fmt.Errorf("bench: the API does not take writes: %w", err)
+}
+
+// progress prints one line every five seconds: phase, fault in effect, ops/s and errors.
+func progress(ctx context.Context, t0 time.Time, l *registerLoad, inj *injector, w io.Writer) {
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			ops, errs := l.tl.rate(5)
+			fmt.Fprintf(w, "chaos: [%4.0fs] phase=load fault=%s ops/s=%.0f errors/s=%.1f errors=%d\n",
+				time.Since(t0).Seconds(), inj.inEffect(), ops, errs, l.errs.Load())
+		}
+	}
+}
+
+// prefixed writes each line with a prefix.
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+}
+
+func prefixed(w io.Writer, p string) io.Writer { return &prefixWriter{w, p} }
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	_, err := fmt.Fprintf(p.w, "%s%s", p.prefix, b)
+	return len(b), err
+}

@@ -1,0 +1,205 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/skiff-dev/skiff/cluster"
+)
+
+// chaosCluster is the skiff cluster under test: the processes cluster.Up started, found,
+// killed and restarted through cluster.json's pids, never by name.
+type chaosCluster struct {
+	lc      *cluster.LocalCluster
+	configs map[string]*rest.Config // per server name
+	targets []cluster.StatusTarget
+}
+
+func openChaosCluster(lc *cluster.LocalCluster, opTimeout time.Duration) (*chaosCluster, error) {
+	c := &chaosCluster{lc: lc, configs: map[string]*rest.Config{}}
+	for _, p := range lc.Processes {
+		if p.Role != "server" {
+			continue
+		}
+		cfg, err := cluster.RestConfig(lc.Kubeconfig, p.Name)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Timeout = opTimeout
+		c.configs[p.Name] = cfg
+		c.targets = append(c.targets, cluster.StatusTarget{Name: p.Name, APIURL: p.APIURL, Config: cfg})
+	}
+	return c, nil
+}
+
+func (c *chaosCluster) servers() []string {
+	var out []string
+	for _, t := range c.targets {
+		out = append(out, t.Name)
+	}
+	return out
+}
+
+func (c *chaosCluster) proc(name string) *cluster.Process {
+	for i := range c.lc.Processes {
+		if c.lc.Processes[i].Name == name {
+			return &c.lc.Processes[i]
+		}
+	}
+	return nil
+}
+
+func (c *chaosCluster) agents() []string {
+	var out []string
+	for _, p := range c.lc.Processes {
+		if p.Role == "agent" {
+			out = append(out, p.Name)
+		}
+	}
+	return out
+}
+
+// status asks the given servers (all when none) for their Raft state.
+func (c *chaosCluster) status(ctx context.Context, only ...string) cluster.Status {
+	var ts []cluster.StatusTarget
+	for _, t := range c.targets {
+		if len(only) == 0 || slices.Contains(only, t.Name) {
+			ts = append(ts, t)
+		}
+	}
+	return cluster.CollectStatus(ctx, ts)
+}
+
+// leader is the server that says it leads, "" if none does.
+func (c *chaosCluster) leader(ctx context.Context) string { return c.status(ctx).Leader }
+
+// waitLeaderAmong polls the given servers until one other than not reports itself leader,
+// and returns when that happened.
+func (c *chaosCluster) waitLeaderAmong(ctx context.Context, servers []string, not string, timeout time.Duration) (string, time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		qctx, cancel := context.WithTimeout(ctx, time.Second)
+		st := c.status(qctx, servers...)
+		cancel()
+		if st.Leader != "" && st.Leader != not {
+			return st.Leader, time.Now(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", time.Time{}, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return "", time.Time{}, fmt.Errorf("no leader among %v after %v", servers, timeout)
+}
+
+// healthy reports whether the cluster is whole again: one leader, every server answering
+// /readyz and its metrics, and no follower more than maxLag entries behind.
+func healthy(st cluster.Status, maxLag uint64) error {
+	leaders := 0
+	for _, m := range st.Members {
+		switch {
+		case m.RaftState == "Leader":
+			leaders++
+		case m.RaftState != "Follower":
+			return fmt.Errorf("%s is %s: %s", m.Name, m.RaftState, m.Error)
+		}
+		if !m.Healthy {
+			return fmt.Errorf("%s is not ready", m.Name)
+		}
+		if m.Lag > maxLag {
+			return fmt.Errorf("%s lags %d entries", m.Name, m.Lag)
+		}
+	}
+	if leaders != 1 {
+		return fmt.Errorf("%d leaders", leaders)
+	}
+	return nil
+}
+
+// waitHealthy polls until healthy, or returns the last reason it was not.
+func (c *chaosCluster) waitHealthy(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		last = healthy(c.status(qctx), 100)
+		cancel()
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("bench: cluster not healthy after %v: %w", timeout, last)
+}
+
+// kill SIGKILLs a process by the pid cluster.json recorded and waits until it is gone.
+func (c *chaosCluster) kill(name string) error {
+	p := c.proc(name)
+	if p == nil || p.PID <= 0 {
+		return fmt.Errorf("bench: no process %s", name)
+	}
+	if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("bench: kill %s (pid %d): %w", name, p.PID, err)
+	}
+	for i := 0; i < 100 && syscall.Kill(p.PID, 0) == nil && !zombie(p.PID); i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+func (c *chaosCluster) restart(name string) error {
+	p := c.proc(name)
+	if p == nil {
+		return fmt.Errorf("bench: no process %s", name)
+	}
+	return cluster.StartProcess(c.lc, p)
+}
+
+func (c *chaosCluster) signal(name string, sig syscall.Signal) error {
+	p := c.proc(name)
+	if p == nil || p.PID <= 0 {
+		return fmt.Errorf("bench: no process %s", name)
+	}
+	return syscall.Kill(p.PID, sig)
+}
+
+// netem adds (on) or removes delay and loss on the server's side of its veth, inside its
+// network namespace.
+func (c *chaosCluster) netem(name string, on bool) error {
+	p := c.proc(name)
+	if p == nil || p.Netns == "" {
+		return fmt.Errorf("bench: %s has no network namespace", name)
+	}
+	args := []string{"netns", "exec", p.Netns, "tc", "qdisc", "del", "dev", "eth0", "root"}
+	if on {
+		args = []string{"netns", "exec", p.Netns, "tc", "qdisc", "add", "dev", "eth0", "root", "netem", "delay", "150ms", "50ms", "loss", "10%"}
+	}
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("bench: %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// zombie reports whether pid has exited but not been reaped yet (or is gone).
+func zombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return strings.HasPrefix(rest, "Z")
+}

@@ -1,0 +1,205 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/skiff-dev/skiff/cluster"
+)
+
+// FaultResult is one injected fault as result.json reports it.
+type FaultResult struct {
+	System        string             `json:"system"` // skiff or etcd
+	Kind          string             `json:"kind"`
+	Targets       []string           `json:"targets"`
+	Start         time.Time          `json:"start"`
+	End           time.Time          `json:"end"`
+	StartS        float64            `json:"start_s"` // from the start of the load
+	EndS          float64            `json:"end_s"`
+	UnavailableMs float64            `json:"unavailable_ms"`
+	PerServerMs   map[string]float64 `json:"per_server_unavailable_ms"`
+	ElectionMs    float64            `json:"leader_election_ms,omitempty"`
+	RecoveredMs   float64            `json:"recovered_ms"` // from start to healthy again
+	Error         string             `json:"error,omitempty"`
+}
+
+// injector runs a fault schedule against the skiff cluster, one fault at a time, and
+// records each with its start and end. current says which fault is in effect, for the
+// progress line.
+type injector struct {
+	c   *chaosCluster
+	t0  time.Time
+	say func(string, ...any)
+
+	mu      sync.Mutex
+	current string
+	done    []FaultResult
+}
+
+func (in *injector) setCurrent(s string) {
+	in.mu.Lock()
+	in.current = s
+	in.mu.Unlock()
+}
+
+func (in *injector) inEffect() string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.current == "" {
+		return "none"
+	}
+	return in.current
+}
+
+func (in *injector) results() []FaultResult {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return slices.Clone(in.done)
+}
+
+// run plays the schedule until it ends or ctx is done.
+func (in *injector) run(ctx context.Context, plan []plannedFault) {
+	for _, pf := range plan {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(in.t0.Add(pf.At))):
+		}
+		r := in.inject(ctx, pf)
+		in.mu.Lock()
+		in.done = append(in.done, r)
+		in.current = ""
+		in.mu.Unlock()
+		if r.Error != "" {
+			in.say("fault %s on %v: %s", r.Kind, r.Targets, r.Error)
+		} else {
+			in.say("fault %s on %v: held %.1fs, election %.0f ms, healthy after %.0f ms", r.Kind, r.Targets, r.EndS-r.StartS, r.ElectionMs, r.RecoveredMs)
+		}
+	}
+}
+
+// inject applies one fault, holds it, recovers, and waits for the cluster to be healthy.
+func (in *injector) inject(ctx context.Context, pf plannedFault) FaultResult {
+	r := FaultResult{System: "skiff", Kind: pf.Kind}
+	servers := in.c.servers()
+	leader := in.c.leader(ctx)
+	pick := func(from []string) string {
+		if len(from) == 0 {
+			return ""
+		}
+		return from[pf.Pick%uint64(len(from))]
+	}
+	followers := slices.DeleteFunc(slices.Clone(servers), func(s string) bool { return s == leader })
+	var apply, recover func() error
+	switch pf.Kind {
+	case FaultKillLeader, FaultKillFollower:
+		t := leader
+		if pf.Kind == FaultKillFollower {
+			t = pick(followers)
+		}
+		r.Targets = []string{t}
+		apply = func() error { return in.c.kill(t) }
+		recover = func() error { return in.c.restart(t) }
+	case FaultPause:
+		t := pick(servers)
+		r.Targets = []string{t}
+		apply = func() error { return in.c.signal(t, syscall.SIGSTOP) }
+		recover = func() error { return in.c.signal(t, syscall.SIGCONT) }
+	case FaultRestartAll:
+		r.Targets = servers
+		apply = func() error {
+			for _, s := range servers {
+				if err := in.c.kill(s); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		recover = func() error {
+			for _, s := range servers {
+				if err := in.c.restart(s); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	case FaultKillAgent:
+		t := pick(in.c.agents())
+		r.Targets = []string{t}
+		apply = func() error { return in.c.kill(t) }
+		recover = func() error { return in.c.restart(t) }
+	case FaultPartition, FaultPartitionPrimary:
+		t := pick(followers)
+		if pf.Kind == FaultPartitionPrimary {
+			t = leader
+		}
+		r.Targets = []string{t}
+		apply = func() error { return cluster.SetLinkUp(in.c.proc(t), false) }
+		recover = func() error { return cluster.SetLinkUp(in.c.proc(t), true) }
+	case FaultNetem:
+		t := pick(servers)
+		r.Targets = []string{t}
+		apply = func() error { return in.c.netem(t, true) }
+		recover = func() error { return in.c.netem(t, false) }
+	default:
+		r.Error = "unknown fault"
+		return r
+	}
+	if slices.Contains(r.Targets, "") {
+		r.Error = fmt.Sprintf("no target (leader %q)", leader)
+		return r
+	}
+	in.setCurrent(fmt.Sprintf("%s(%v)", pf.Kind, r.Targets))
+	r.Start = time.Now()
+	r.StartS = r.Start.Sub(in.t0).Seconds()
+	if err := apply(); err != nil {
+		r.Error = err.Error()
+		_ = recover()
+		r.End = time.Now()
+		r.EndS = r.End.Sub(in.t0).Seconds()
+		return r
+	}
+	// Election time: from the fault to a leader among the servers it did not touch, when it
+	// removed the leader (restart-all: from the restart to any leader).
+	lostLeader := slices.Contains(r.Targets, leader) && pf.Kind != FaultKillAgent && pf.Kind != FaultNetem
+	var elected time.Time
+	if lostLeader && pf.Kind != FaultRestartAll {
+		spared := slices.DeleteFunc(slices.Clone(servers), func(s string) bool { return slices.Contains(r.Targets, s) })
+		if _, at, err := in.c.waitLeaderAmong(ctx, spared, leader, pf.Hold+10*time.Second); err == nil {
+			elected = at
+		}
+	}
+	sleepCtx(ctx, time.Until(r.Start.Add(pf.Hold)))
+	restartAt := time.Now()
+	if err := recover(); err != nil {
+		r.Error = err.Error()
+	}
+	r.End = time.Now()
+	r.EndS = r.End.Sub(in.t0).Seconds()
+	if pf.Kind == FaultRestartAll {
+		if _, at, err := in.c.waitLeaderAmong(ctx, servers, "", 30*time.Second); err == nil {
+			r.ElectionMs = ms(at.Sub(restartAt))
+		}
+	} else if !elected.IsZero() {
+		r.ElectionMs = ms(elected.Sub(r.Start))
+	}
+	if err := in.c.waitHealthy(ctx, 60*time.Second); err != nil && r.Error == "" {
+		r.Error = err.Error()
+	}
+	r.RecoveredMs = ms(time.Since(r.Start))
+	return r
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
