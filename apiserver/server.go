@@ -24,6 +24,8 @@ type Server struct {
 	fms     fieldManagers
 	handler http.Handler
 
+	hubs *watchHubs // the per-node watch fan-out, running while Serve runs
+
 	kubeletOnce sync.Once
 	kubeletRT   http.RoundTripper // to node agents, built on first use
 }
@@ -46,6 +48,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.authz = newAuthorizer(s)
+	s.hubs = &watchHubs{s: s}
 	if s.openapi, err = newOpenAPI(s); err != nil {
 		return nil, err
 	}
@@ -76,6 +79,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	s.hubs.run(ctx, &wg)
 	if !s.cfg.SkipBootstrap {
 		wg.Add(1)
 		go func() {

@@ -49,6 +49,16 @@ func (ws *watchStream) send(typ watch.EventType, obj runtime.Object) error {
 	return nil
 }
 
+// sendRaw writes an event whose object is already encoded in the stream's media type.
+func (ws *watchStream) sendRaw(typ watch.EventType, raw []byte) error {
+	ev := &metav1.WatchEvent{Type: string(typ), Object: runtime.RawExtension{Raw: raw}}
+	if err := ws.enc.Encode(ev); err != nil {
+		return err
+	}
+	ws.flusher.Flush()
+	return nil
+}
+
 func (ws *watchStream) sendStatus(err error) {
 	st := toStatus(err, ws.q.gr(), "")
 	st.Kind, st.APIVersion = "Status", "v1"
@@ -123,12 +133,20 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, q *request)
 		lm, _ := meta.ListAccessor(list)
 		from, _ = strconv.ParseInt(lm.GetResourceVersion(), 10, 64)
 	}
-	watcher, err := s.cfg.Store.Watch(ctx, s.objs.prefix(q.rs, q.ns), from)
-	if err != nil {
-		writeError(w, toStatusErr(err, q), q.gr(), "")
-		return
+	// Join this node's shared stream of the resource when it can start there; otherwise
+	// (no server context, a start older than the shared stream's memory) watch the store.
+	var watcher *raftstore.Watcher
+	sub, leave, shared := s.hubs.subscribe(s.objs.prefix(q.rs, ""), s.objs.prefix(q.rs, q.ns), from)
+	if shared {
+		defer leave()
+	} else {
+		watcher, err = s.cfg.Store.Watch(ctx, s.objs.prefix(q.rs, q.ns), from)
+		if err != nil {
+			writeError(w, toStatusErr(err, q), q.gr(), "")
+			return
+		}
+		defer watcher.Stop()
 	}
-	defer watcher.Stop()
 	s.metrics.watchers.WithLabelValues(q.rs.GVR.Resource).Inc()
 	defer s.metrics.watchers.WithLabelValues(q.rs.GVR.Resource).Dec()
 
@@ -152,6 +170,10 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, q *request)
 		if ws.send(watch.Bookmark, s.bookmark(q.rs, last, true)) != nil {
 			return
 		}
+	}
+	if shared {
+		s.followHub(ctx, ws, sub, sel, opts.AllowWatchBookmarks, last)
+		return
 	}
 	s.followWatch(ctx, ws, watcher, sel, opts.AllowWatchBookmarks, last)
 }

@@ -1,0 +1,222 @@
+package apiserver
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/skiff-dev/skiff/raftstore"
+)
+
+// hubEvent is one store event decoded once and shared, read-only, by every watcher of
+// the resource on this node. prev already carries the event's revision (what a DELETED
+// event reports).
+type hubEvent struct {
+	rev  int64
+	key  string
+	typ  raftstore.EventType
+	cur  runtime.Object // nil for a delete
+	prev runtime.Object // nil when the put created the key
+	err  error          // the stored value did not decode
+
+	encMu sync.Mutex
+	enc   map[string][]byte // encoded cur/prev by media type, for watchers that want plain objects
+}
+
+// encoded returns obj (cur or prev of this event) encoded for one media type, encoding it
+// once for all the watchers that share it.
+func (e *hubEvent) encoded(which string, mediaType string, encode func(runtime.Object) ([]byte, error)) ([]byte, error) {
+	obj := e.cur
+	if which == "prev" {
+		obj = e.prev
+	}
+	key := which + "|" + mediaType
+	e.encMu.Lock()
+	defer e.encMu.Unlock()
+	if b, ok := e.enc[key]; ok {
+		return b, nil
+	}
+	b, err := encode(obj)
+	if err != nil {
+		return nil, err
+	}
+	if e.enc == nil {
+		e.enc = map[string][]byte{}
+	}
+	e.enc[key] = b
+	return b, nil
+}
+
+// hubRing is how many recent events a hub keeps so that a watch starting a little in the
+// past (a list just read, a client resuming) joins the shared stream.
+const hubRing = 4096
+
+// hubSubBuffer bounds a subscriber's queue; one that falls this far behind is cut off
+// (410 Expired, the client re-lists) so that it never holds up the others.
+const hubSubBuffer = 2048
+
+var errHubSubscriberSlow = errors.New("watcher fell behind the shared stream")
+
+// watchHubs is the per-node watch fan-out: one store watch per resource, each event decoded
+// once, then handed to every watcher of that resource on this node.
+type watchHubs struct {
+	s    *Server
+	mu   sync.Mutex
+	ctx  context.Context // set by Serve; without it watches use their own store watch
+	wg   *sync.WaitGroup
+	hubs map[string]*watchHub // by store prefix
+}
+
+type watchHub struct {
+	hs     *watchHubs
+	prefix string
+	cancel context.CancelFunc
+
+	mu    sync.Mutex
+	start int64 // the ring holds every event after start
+	last  int64 // newest revision received
+	ring  []*hubEvent
+	subs  map[*hubSub]struct{}
+	err   error // set when the store watch ended
+}
+
+type hubSub struct {
+	keyPrefix string // the namespace's (or the resource's) key prefix
+	from      int64
+	ch   chan *hubEvent
+	done chan struct{} // closed by the hub when it cuts the subscriber off
+	err  error         // why, read after done
+}
+
+func (hs *watchHubs) run(ctx context.Context, wg *sync.WaitGroup) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	hs.ctx, hs.wg, hs.hubs = ctx, wg, map[string]*watchHub{}
+}
+
+// subscribe joins the shared stream of a resource (prefix "/registry/<resource>/") for events
+// after from under keyPrefix (the resource's or one namespace's). ok is false when the shared stream cannot serve that start
+// (no hub yet at a later revision, events already gone from the ring): the caller then
+// uses a store watch of its own.
+func (hs *watchHubs) subscribe(prefix, keyPrefix string, from int64) (*hubSub, func(), bool) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if hs.ctx == nil || hs.ctx.Err() != nil || from <= 0 {
+		return nil, nil, false
+	}
+	h := hs.hubs[prefix]
+	if h == nil {
+		ctx, cancel := context.WithCancel(hs.ctx)
+		w, err := hs.s.cfg.Store.Watch(ctx, prefix, from)
+		if err != nil {
+			cancel()
+			return nil, nil, false
+		}
+		h = &watchHub{hs: hs, prefix: prefix, cancel: cancel, start: from, last: from, subs: map[*hubSub]struct{}{}}
+		hs.hubs[prefix] = h
+		hs.wg.Add(1)
+		go func() {
+			defer hs.wg.Done()
+			h.pump(ctx, w)
+		}()
+	}
+	sub := &hubSub{keyPrefix: keyPrefix, from: from, ch: make(chan *hubEvent, hubSubBuffer), done: make(chan struct{})}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.err != nil || from < h.start {
+		return nil, nil, false
+	}
+	for _, ev := range h.ring {
+		if ev.rev > from && sub.wants(ev) {
+			sub.ch <- ev // the ring is smaller than the buffer: never blocks
+		}
+	}
+	h.subs[sub] = struct{}{}
+	return sub, func() { hs.unsubscribe(h, sub) }, true
+}
+
+func (s *hubSub) wants(ev *hubEvent) bool {
+	return ev.rev > s.from && strings.HasPrefix(ev.key, s.keyPrefix)
+}
+
+// unsubscribe leaves the hub; the last one out stops the store watch.
+func (hs *watchHubs) unsubscribe(h *watchHub, sub *hubSub) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	h.mu.Lock()
+	delete(h.subs, sub)
+	empty := len(h.subs) == 0
+	h.mu.Unlock()
+	if empty && hs.hubs[h.prefix] == h {
+		delete(hs.hubs, h.prefix)
+		h.cancel()
+	}
+}
+
+// pump decodes each store event once and hands it to the subscribers.
+func (h *watchHub) pump(ctx context.Context, w *raftstore.Watcher) {
+	defer w.Stop()
+	for ev := range w.Events() {
+		he := h.hs.s.decodeHubEvent(ev)
+		h.mu.Lock()
+		h.last = ev.Revision
+		if len(h.ring) == hubRing {
+			h.start = h.ring[0].rev
+			copy(h.ring, h.ring[1:])
+			h.ring = h.ring[:hubRing-1]
+		}
+		h.ring = append(h.ring, he)
+		for sub := range h.subs {
+			if !sub.wants(he) {
+				continue
+			}
+			select {
+			case sub.ch <- he:
+			default:
+				sub.err = errHubSubscriberSlow
+				close(sub.done)
+				delete(h.subs, sub)
+			}
+		}
+		h.mu.Unlock()
+	}
+	err := w.Err()
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err == nil {
+		err = raftstore.ErrClosed
+	}
+	h.hs.mu.Lock()
+	if h.hs.hubs[h.prefix] == h {
+		delete(h.hs.hubs, h.prefix)
+	}
+	h.hs.mu.Unlock()
+	h.mu.Lock()
+	h.err = err
+	for sub := range h.subs {
+		sub.err = err
+		close(sub.done)
+		delete(h.subs, sub)
+	}
+	h.mu.Unlock()
+}
+
+func (s *Server) decodeHubEvent(ev raftstore.Event) *hubEvent {
+	he := &hubEvent{rev: ev.Revision, key: ev.KV.Key, typ: ev.Type}
+	if ev.Type == raftstore.EventPut {
+		if he.cur, he.err = s.objs.decode(ev.KV); he.err == nil {
+			s.codecs.setKind(he.cur)
+		}
+	}
+	if ev.Prev != nil && he.err == nil {
+		if he.prev, he.err = s.objs.decode(*ev.Prev); he.err == nil {
+			setRV(he.prev, ev.Revision)
+			s.codecs.setKind(he.prev)
+		}
+	}
+	return he
+}
