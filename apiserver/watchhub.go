@@ -86,9 +86,9 @@ type watchHub struct {
 type hubSub struct {
 	keyPrefix string // the namespace's (or the resource's) key prefix
 	from      int64
-	ch   chan *hubEvent
-	done chan struct{} // closed by the hub when it cuts the subscriber off
-	err  error         // why, read after done
+	ch        chan *hubEvent
+	done      chan struct{} // closed by the hub when it cuts the subscriber off
+	err       error         // why, read after done
 }
 
 func (hs *watchHubs) run(ctx context.Context, wg *sync.WaitGroup) {
