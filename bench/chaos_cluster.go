@@ -203,3 +203,23 @@ func zombie(pid int) bool {
 	_, rest, _ := strings.Cut(string(b), ") ")
 	return strings.HasPrefix(rest, "Z")
 }
+
+// exitedAfterRestart names the targets that are no longer running, with the panic or last
+// line of their logs: a server that cannot start again after a fault is the finding.
+func (c *chaosCluster) exitedAfterRestart(targets []string) string {
+	var b strings.Builder
+	for _, t := range targets {
+		p := c.proc(t)
+		if p == nil || (syscall.Kill(p.PID, 0) == nil && !zombie(p.PID)) {
+			continue
+		}
+		last := ""
+		for _, line := range strings.Split(tail(p.LogFile, 300), "\n") {
+			if strings.HasPrefix(line, "panic:") || strings.Contains(line, "[ERROR]") {
+				last = line
+			}
+		}
+		fmt.Fprintf(&b, "; %s exited after its restart (log %s): %s", t, p.LogFile, last)
+	}
+	return b.String()
+}

@@ -188,7 +188,7 @@ func (in *injector) inject(ctx context.Context, pf plannedFault) FaultResult {
 		r.ElectionMs = ms(elected.Sub(r.Start))
 	}
 	if err := in.c.waitHealthy(ctx, 60*time.Second); err != nil && r.Error == "" {
-		r.Error = err.Error()
+		r.Error = err.Error() + in.c.exitedAfterRestart(r.Targets)
 	}
 	r.RecoveredMs = ms(time.Since(r.Start))
 	return r
