@@ -9,6 +9,7 @@ import (
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/skiff-dev/skiff/raftstore"
@@ -18,10 +19,11 @@ import (
 // anything; node identities get the Node authorizer's rules; everyone else is judged by
 // the RBAC roles and bindings in the store (read from this node's replica).
 type authorizer struct {
-	s *Server
+	s     *Server
+	cache *rbacCache
 }
 
-func newAuthorizer(s *Server) *authorizer { return &authorizer{s: s} }
+func newAuthorizer(s *Server) *authorizer { return &authorizer{s: s, cache: newRBACCache(s)} }
 
 func (s *Server) authorize(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -108,8 +110,12 @@ func (a *authorizer) rbacAllowed(ctx context.Context, u *UserInfo, ri *requestIn
 	return false, "", nil
 }
 
-// listLocal reads objects of a resource from this node's replica.
+// listLocal reads objects of a resource from the RBAC cache, or this node's replica
+// before the cache has synced.
 func (a *authorizer) listLocal(ctx context.Context, resource, ns string) ([]any, error) {
+	if objs, ok := a.cache.list(resource, ns); ok {
+		return objs, nil
+	}
 	rs := a.s.reg.lookup("rbac.authorization.k8s.io", "v1", resource)
 	res, err := a.s.cfg.Store.List(ctx, a.s.objs.prefix(rs, ns), raftstore.ListOptions{ReadOptions: raftstore.ReadOptions{Stale: true}})
 	if err != nil {
@@ -130,17 +136,15 @@ func (a *authorizer) roleAllows(ctx context.Context, ref rbacv1.RoleRef, ns stri
 	var rules []rbacv1.PolicyRule
 	switch ref.Kind {
 	case "ClusterRole":
-		rs := a.s.reg.lookup("rbac.authorization.k8s.io", "v1", "clusterroles")
-		obj, _, err := a.s.objs.get(ctx, rs, "", ref.Name, true)
-		if err != nil {
-			return false, ignoreNotFound(err)
+		obj, err := a.getLocal(ctx, "clusterroles", "", ref.Name)
+		if obj == nil || err != nil {
+			return false, err
 		}
 		rules = obj.(*rbacv1.ClusterRole).Rules
 	case "Role":
-		rs := a.s.reg.lookup("rbac.authorization.k8s.io", "v1", "roles")
-		obj, _, err := a.s.objs.get(ctx, rs, ns, ref.Name, true)
-		if err != nil {
-			return false, ignoreNotFound(err)
+		obj, err := a.getLocal(ctx, "roles", ns, ref.Name)
+		if obj == nil || err != nil {
+			return false, err
 		}
 		rules = obj.(*rbacv1.Role).Rules
 	}
@@ -150,6 +154,19 @@ func (a *authorizer) roleAllows(ctx context.Context, ref rbacv1.RoleRef, ns stri
 		}
 	}
 	return false, nil
+}
+
+// getLocal reads one RBAC object from the cache or this node's replica; nil if absent.
+func (a *authorizer) getLocal(ctx context.Context, resource, ns, name string) (runtime.Object, error) {
+	if obj, ok := a.cache.get(resource, ns, name); ok {
+		return obj, nil
+	}
+	rs := a.s.reg.lookup("rbac.authorization.k8s.io", "v1", resource)
+	obj, _, err := a.s.objs.get(ctx, rs, ns, name, true)
+	if err != nil {
+		return nil, ignoreNotFound(err)
+	}
+	return obj, nil
 }
 
 func subjectsMatch(subjects []rbacv1.Subject, u *UserInfo, bindingNS string) bool {

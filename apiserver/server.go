@@ -80,6 +80,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	s.hubs.run(ctx, &wg)
+	s.authz.cache.run(ctx, &wg)
 	if !s.cfg.SkipBootstrap {
 		wg.Add(1)
 		go func() {
