@@ -128,6 +128,9 @@ func (s *Server) routes() http.Handler {
 		r.Use(s.authenticate, s.authorize)
 		r.Get("/version", s.serveVersion)
 		r.Handle("/metrics", s.metrics.handler())
+		// Profiles: a non-resource path that only cluster-admin's "*" rule (and
+		// system:masters) reaches; no default role grants it.
+		r.HandleFunc("/debug/pprof/*", servePprof)
 		r.Get("/api", s.serveCoreGroups)
 		r.Get("/api/", s.serveCoreGroups)
 		r.Get("/apis", s.serveGroups)

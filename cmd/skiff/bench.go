@@ -18,6 +18,7 @@ func newBenchCmd() *cobra.Command {
 	}
 	cmd.AddCommand(newBenchStoreCmd())
 	cmd.AddCommand(newBenchChaosCmd())
+	cmd.AddCommand(newBenchAPICmd())
 	return cmd
 }
 
