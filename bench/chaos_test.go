@@ -51,6 +51,14 @@ func TestUnavailabilityIsTheGapAroundTheFault(t *testing.T) {
 	if worst, _ := unavailability(log, 3*s, 10*s, []string{"a", "b", "c"}); worst != 3*s {
 		t.Fatalf("all targeted: worst = %v, want 3s", worst)
 	}
+	withDead := successLog{
+		"a": {9 * s, 12 * s},
+		"b": {9*s + s/2, 11 * s},
+		"d": {s / 2}, // left dead by an earlier fault: says nothing about this one
+	}
+	if worst, _ := unavailability(withDead, 10*s, 20*s, []string{"a"}); worst != s+s/2 {
+		t.Fatalf("with a server long dead: worst = %v, want 1.5s (b's gap)", worst)
+	}
 	if d, ok := gap([]time.Duration{s}, 2*s, 10*s); ok || d != 9*s {
 		t.Fatalf("never recovered: gap = %v %v, want 9s false", d, ok)
 	}

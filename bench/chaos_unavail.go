@@ -37,7 +37,9 @@ func unavailability(log successLog, start, end time.Duration, targets []string) 
 		d, _ := gap(times, start, end)
 		per[srv] = d
 		all = max(all, d)
-		if !slices.Contains(targets, srv) {
+		// A server already down before the fault (no acknowledged write in the window
+		// before it, e.g. one that an earlier fault left dead) says nothing about this one.
+		if !slices.Contains(targets, srv) && !downBefore(times, start) {
 			spared = max(spared, d)
 		}
 	}
@@ -45,6 +47,15 @@ func unavailability(log successLog, start, end time.Duration, targets []string) 
 		return all, per
 	}
 	return spared, per
+}
+
+// upWindow is how recently a server must have acknowledged a write to count as up when a
+// fault starts.
+const upWindow = 5 * time.Second
+
+func downBefore(times []time.Duration, start time.Duration) bool {
+	i := sort.Search(len(times), func(i int) bool { return times[i] > start })
+	return i == 0 || start-times[i-1] > upWindow
 }
 
 // percentile returns the p-th percentile (0..1) of ds by nearest rank.
