@@ -135,6 +135,12 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request, q *request) 
 		writeError(w, badRequest(err), q.gr(), "")
 		return
 	}
+	if sel, err := s.parseSelector(q.rs, &opts); err == nil {
+		if mt, err := s.codecs.negotiate(r); err == nil && canListRaw(mt, sel) {
+			s.handleRawList(w, r, q, &opts)
+			return
+		}
+	}
 	list, err := s.listObjects(r.Context(), q, &opts)
 	if err != nil {
 		writeError(w, err, q.gr(), "")
@@ -149,62 +155,20 @@ func (s *Server) listObjects(ctx context.Context, q *request, opts *metav1.ListO
 	if err != nil {
 		return nil, err
 	}
-	lo := raftstore.ListOptions{Limit: int(opts.Limit), Continue: opts.Continue}
-	if opts.Limit < 0 {
-		return nil, apierrors.NewBadRequest("limit must not be negative")
-	}
-	switch {
-	case opts.Continue != "" && opts.ResourceVersion != "" && opts.ResourceVersion != "0":
-		return nil, apierrors.NewBadRequest("specifying resource version is not allowed when using continue")
-	case opts.Continue != "":
-	case opts.ResourceVersion == "":
-	case opts.ResourceVersion == "0":
-		lo.Stale = true
-	default:
-		n, err := parseRV(opts.ResourceVersion)
-		if err != nil {
-			return nil, err
-		}
-		if opts.ResourceVersionMatch == metav1.ResourceVersionMatchExact || (opts.ResourceVersionMatch == "" && opts.Limit > 0) {
-			lo.Revision = n
-		} else {
-			if err := s.waitRevision(ctx, n); err != nil {
-				return nil, err
-			}
-			lo.Stale = true
-		}
-	}
 	var items []runtime.Object
-	var rev int64
-	var cont string
-	var remaining *int64
-	prefix := s.objs.prefix(q.rs, q.ns)
-	for {
-		res, err := s.cfg.Store.List(ctx, prefix, lo)
+	page, err := s.listPage(ctx, q, opts, func(kv raftstore.KV) (bool, error) {
+		obj, err := s.objs.decode(kv)
 		if err != nil {
-			return nil, toStatusErr(err, q)
+			return false, err
 		}
-		rev = res.Revision
-		for _, kv := range res.KVs {
-			obj, err := s.objs.decode(kv)
-			if err != nil {
-				return nil, err
-			}
-			if s.matches(q.rs, sel, obj) {
-				items = append(items, obj)
-			}
+		if !s.matches(q.rs, sel, obj) {
+			return false, nil
 		}
-		cont = res.Continue
-		if cont != "" && sel.labels.Empty() && sel.fields.Empty() {
-			n := int64(res.Remaining)
-			remaining = &n
-		}
-		// With a selector a page may come up short; read on until it is full, as the
-		// Kubernetes storage layer does.
-		if cont == "" || opts.Limit == 0 || int64(len(items)) >= opts.Limit {
-			break
-		}
-		lo = raftstore.ListOptions{Limit: int(opts.Limit) - len(items), Continue: cont}
+		items = append(items, obj)
+		return true, nil
+	}, sel.labels.Empty() && sel.fields.Empty())
+	if err != nil {
+		return nil, err
 	}
 	list, err := s.codecs.scheme.New(q.rs.GVR.GroupVersion().WithKind(q.rs.Kind + "List"))
 	if err != nil {
@@ -214,8 +178,75 @@ func (s *Server) listObjects(ctx context.Context, q *request, opts *metav1.ListO
 		return nil, err
 	}
 	lm, _ := meta.ListAccessor(list)
-	lm.SetResourceVersion(strconv.FormatInt(rev, 10))
-	lm.SetContinue(cont)
-	lm.SetRemainingItemCount(remaining)
+	lm.SetResourceVersion(strconv.FormatInt(page.rev, 10))
+	lm.SetContinue(page.cont)
+	lm.SetRemainingItemCount(page.remaining)
 	return list, nil
+}
+
+// listPageInfo is a list's metadata.
+type listPageInfo struct {
+	rev       int64
+	cont      string
+	remaining *int64
+}
+
+// listPage reads one page from the store at the revision the options ask for, handing each
+// key to take (which says whether it counted toward the page).
+func (s *Server) listPage(ctx context.Context, q *request, opts *metav1.ListOptions, take func(raftstore.KV) (bool, error), unfiltered bool) (listPageInfo, error) {
+	var page listPageInfo
+	lo := raftstore.ListOptions{Limit: int(opts.Limit), Continue: opts.Continue}
+	if opts.Limit < 0 {
+		return page, apierrors.NewBadRequest("limit must not be negative")
+	}
+	switch {
+	case opts.Continue != "" && opts.ResourceVersion != "" && opts.ResourceVersion != "0":
+		return page, apierrors.NewBadRequest("specifying resource version is not allowed when using continue")
+	case opts.Continue != "":
+	case opts.ResourceVersion == "":
+	case opts.ResourceVersion == "0":
+		lo.Stale = true
+	default:
+		n, err := parseRV(opts.ResourceVersion)
+		if err != nil {
+			return page, err
+		}
+		if opts.ResourceVersionMatch == metav1.ResourceVersionMatchExact || (opts.ResourceVersionMatch == "" && opts.Limit > 0) {
+			lo.Revision = n
+		} else {
+			if err := s.waitRevision(ctx, n); err != nil {
+				return page, err
+			}
+			lo.Stale = true
+		}
+	}
+	prefix := s.objs.prefix(q.rs, q.ns)
+	taken := int64(0)
+	for {
+		res, err := s.cfg.Store.List(ctx, prefix, lo)
+		if err != nil {
+			return page, toStatusErr(err, q)
+		}
+		page.rev = res.Revision
+		for _, kv := range res.KVs {
+			ok, err := take(kv)
+			if err != nil {
+				return page, err
+			}
+			if ok {
+				taken++
+			}
+		}
+		page.cont = res.Continue
+		if page.cont != "" && unfiltered {
+			n := int64(res.Remaining)
+			page.remaining = &n
+		}
+		// With a selector a page may come up short; read on until it is full, as the
+		// Kubernetes storage layer does.
+		if page.cont == "" || opts.Limit == 0 || taken >= opts.Limit {
+			return page, nil
+		}
+		lo = raftstore.ListOptions{Limit: int(opts.Limit - taken), Continue: page.cont}
+	}
 }
