@@ -310,3 +310,56 @@ func runWatchFanout(ctx context.Context, cs []kubernetes.Interface, writer kuber
 	s.Errors += writeErrs
 	return s, nil
 }
+
+// runPacedCreates creates ConfigMaps at a fixed rate shared by the clients for d: the
+// "at 500 writes/s" of the latency target. Each latency counts from the moment its write
+// was due, so a server that falls behind shows it (no coordinated omission).
+func runPacedCreates(ctx context.Context, cs []kubernetes.Interface, ns string, rate int, d time.Duration) Summary {
+	due := make(chan time.Time, rate) // a second of backlog at most; beyond it ticks drop
+	pctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	go func() {
+		defer close(due)
+		tick := time.NewTicker(time.Second / time.Duration(rate))
+		defer tick.Stop()
+		for {
+			select {
+			case <-pctx.Done():
+				return
+			case t := <-tick.C:
+				select {
+				case due <- t:
+				default:
+				}
+			}
+		}
+	}()
+	payload := strings.Repeat("x", 1024)
+	var t timed
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var lat []time.Duration
+			errs := 0
+			for i := 0; ; i++ {
+				at, ok := <-due
+				if !ok {
+					break
+				}
+				_, err := cs[c].CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
+					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("paced-%d-%d", c, i)}, Data: map[string]string{"v": payload}}, metav1.CreateOptions{})
+				if err != nil {
+					errs++
+					continue
+				}
+				lat = append(lat, time.Since(at))
+			}
+			t.add(lat, errs)
+		}()
+	}
+	wg.Wait()
+	return Summarize(t.lat, t.errs, time.Since(start))
+}

@@ -48,6 +48,7 @@ OUT/result.json and OUT/summary.md. Every process it starts is stopped when it e
 	fl.IntVar(&o.Pods, "pods", 10000, "pods in the listed namespace")
 	fl.IntSliceVar(&o.Watchers, "watchers", []int{100, 1000}, "watcher counts of the fan-out steps")
 	fl.IntVar(&o.WatchRate, "watch-rate", 100, "writes per second during the fan-out")
+	fl.IntVar(&o.PacedRate, "paced-rate", 500, "writes per second of the paced ConfigMap create row")
 	fl.IntVar(&o.ListRepeats, "list-repeats", 10, "lists per list mode")
 	return cmd
 }
