@@ -29,6 +29,7 @@ type watchStream struct {
 	mt      mediaType
 	enc     streaming.Encoder
 	flusher http.Flusher
+	out     io.Writer // the response, for frames encoded once and shared
 	buf     bytes.Buffer
 }
 
@@ -49,10 +50,9 @@ func (ws *watchStream) send(typ watch.EventType, obj runtime.Object) error {
 	return nil
 }
 
-// sendRaw writes an event whose object is already encoded in the stream's media type.
-func (ws *watchStream) sendRaw(typ watch.EventType, raw []byte) error {
-	ev := &metav1.WatchEvent{Type: string(typ), Object: runtime.RawExtension{Raw: raw}}
-	if err := ws.enc.Encode(ev); err != nil {
+// sendFrame writes an event already framed in the stream's media type.
+func (ws *watchStream) sendFrame(frame []byte) error {
+	if _, err := ws.out.Write(frame); err != nil {
 		return err
 	}
 	ws.flusher.Flush()
@@ -158,7 +158,7 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, q *request)
 	w.Header().Set("Transfer-Encoding", "chunked")
 	w.WriteHeader(http.StatusOK)
 	flusher.Flush()
-	ws := &watchStream{s: s, r: r, q: q, mt: mt, flusher: flusher,
+	ws := &watchStream{s: s, r: r, q: q, mt: mt, flusher: flusher, out: w,
 		enc: streaming.NewEncoder(mt.info.StreamSerializer.Framer.NewFrameWriter(w), mt.info.StreamSerializer.Serializer)}
 	for _, it := range items {
 		if ws.send(watch.Added, it) != nil {

@@ -7,7 +7,9 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer/streaming"
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/skiff-dev/skiff/raftstore"
@@ -24,10 +26,17 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 		tick = t.C
 	}
 	plain := !ws.mt.table && !ws.mt.partial
-	enc := func(obj runtime.Object) ([]byte, error) {
-		var buf bytes.Buffer
-		err := ws.mt.info.Serializer.Encode(obj, &buf) // the kind was set when decoded
-		return buf.Bytes(), err
+	// A plain watcher's frame depends only on the event type, the object and the media
+	// type: it is encoded (object, WatchEvent, framing) once per event for all watchers.
+	frameOf := func(typ watch.EventType, obj runtime.Object) ([]byte, error) {
+		var raw, frame bytes.Buffer
+		if err := ws.mt.info.Serializer.Encode(obj, &raw); err != nil { // the kind was set when decoded
+			return nil, err
+		}
+		ev := &metav1.WatchEvent{Type: string(typ), Object: runtime.RawExtension{Raw: raw.Bytes()}}
+		sz := ws.mt.info.StreamSerializer
+		err := streaming.NewEncoder(sz.Framer.NewFrameWriter(&frame), sz.Serializer).Encode(ev)
+		return frame.Bytes(), err
 	}
 	for {
 		select {
@@ -55,17 +64,18 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 			if typ == "" {
 				continue
 			}
+			obj := he.cur
+			if which == "prev" {
+				obj = he.prev
+			}
 			var err error
 			if plain {
-				var raw []byte
-				if raw, err = he.encoded(which, ws.mt.info.MediaType, enc); err == nil {
-					err = ws.sendRaw(typ, raw)
+				var frame []byte
+				key := string(typ) + "|" + which + "|" + ws.mt.info.MediaType
+				if frame, err = he.frame(key, func() ([]byte, error) { return frameOf(typ, obj) }); err == nil {
+					err = ws.sendFrame(frame)
 				}
 			} else {
-				obj := he.cur
-				if which == "prev" {
-					obj = he.prev
-				}
 				err = ws.send(typ, obj)
 			}
 			if err != nil {

@@ -23,23 +23,18 @@ type hubEvent struct {
 	err  error          // the stored value did not decode
 
 	encMu sync.Mutex
-	enc   map[string][]byte // encoded cur/prev by media type, for watchers that want plain objects
+	enc   map[string][]byte // whole stream frames by type|object|media type, for plain watchers
 }
 
-// encoded returns obj (cur or prev of this event) encoded for one media type, encoding it
-// once for all the watchers that share it.
-func (e *hubEvent) encoded(which string, mediaType string, encode func(runtime.Object) ([]byte, error)) ([]byte, error) {
-	obj := e.cur
-	if which == "prev" {
-		obj = e.prev
-	}
-	key := which + "|" + mediaType
+// frame returns the event's stream frame for one key (event type, object, media type),
+// made once for all the watchers that share it.
+func (e *hubEvent) frame(key string, make func() ([]byte, error)) ([]byte, error) {
 	e.encMu.Lock()
 	defer e.encMu.Unlock()
 	if b, ok := e.enc[key]; ok {
 		return b, nil
 	}
-	b, err := encode(obj)
+	b, err := make()
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/skiff-dev/skiff/apiserver/apitest"
 	"github.com/skiff-dev/skiff/raftstore/rafttest"
@@ -23,6 +24,13 @@ func TestWatchersShareOneStream(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	reader, writer := c.Client(1), c.Client(0)
+	// Half the watchers speak protobuf: frames are shared per media type.
+	pbCfg := c.RESTConfig(1)
+	pbCfg.ContentType, pbCfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf", "application/vnd.kubernetes.protobuf"
+	pbReader, err := kubernetes.NewForConfig(pbCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, ns := range []string{"fan", "other"} {
 		if _, err := writer.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -42,7 +50,11 @@ func TestWatchersShareOneStream(t *testing.T) {
 	var wants []int
 	for i := 0; i < 30; i++ {
 		sp := specs[i%len(specs)]
-		w, err := reader.CoreV1().ConfigMaps(sp.ns).Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion, LabelSelector: sp.selector})
+		cs := kubernetes.Interface(reader)
+		if i%2 == 1 {
+			cs = pbReader
+		}
+		w, err := cs.CoreV1().ConfigMaps(sp.ns).Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion, LabelSelector: sp.selector})
 		if err != nil {
 			t.Fatal(err)
 		}
