@@ -62,7 +62,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		must(err)
 	}
 	_, err = admin.RbacV1().Roles("team").Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "pod-reader"},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods", "pods/log"}, Verbs: []string{"get", "list", "watch"}}}}, metav1.CreateOptions{})
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods", "pods/log", "pods/exec"}, Verbs: []string{"get", "list", "watch"}}}}, metav1.CreateOptions{})
 	must(err)
 	_, err = admin.RbacV1().RoleBindings("team").Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "alice-reads"},
 		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "pod-reader"},
@@ -174,6 +174,18 @@ func TestAuthorizationMatrix(t *testing.T) {
 	}
 	if _, err := alice.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("alice SubjectAccessReview: want 403, got %v", err)
+	}
+
+	// A websocket exec is a GET that needs create as well: alice's get on pods/exec is not enough.
+	execReq := func(cs *kubernetes.Clientset) error {
+		return cs.CoreV1().RESTClient().Get().Namespace("team").Resource("pods").Name("on-n1").SubResource("exec").
+			Param("command", "sh").Param("stdout", "true").Do(ctx).Error()
+	}
+	if err := execReq(alice); !apierrors.IsForbidden(err) {
+		t.Errorf("alice GET pods/exec with only get: want 403, got %v", err)
+	}
+	if err := execReq(admin); apierrors.IsForbidden(err) || err == nil {
+		t.Errorf("admin GET pods/exec (node n1 has no address): want a non-403 error, got %v", err)
 	}
 
 	// The real kubectl auth can-i, as admin and as alice.

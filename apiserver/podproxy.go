@@ -27,6 +27,21 @@ const kubeletDefaultPort = 10250
 // apiserver's own client certificate. Upgrades (SPDY/3.1, websocket) pass through:
 // httputil.ReverseProxy switches to a raw byte copy on 101 Switching Protocols.
 func (s *Server) proxyToNode(w http.ResponseWriter, r *http.Request, q *request) {
+	// A websocket exec or port-forward is a GET, but it can write into the container: as
+	// kube-apiserver (AuthorizePodWebsocketUpgradeCreatePermission), it also needs create.
+	if q.ri.Verb == "get" && (q.ri.Subresource == "exec" || q.ri.Subresource == "portforward") {
+		create := *q.ri
+		create.Verb = "create"
+		ok, reason, err := s.authz.allowed(r.Context(), q.user, &create)
+		if err != nil {
+			writeError(w, err, q.gr(), q.ri.Name)
+			return
+		}
+		if !ok {
+			writeStatus(w, toStatus(forbidden(q.user, &create, reason), q.gr(), q.ri.Name))
+			return
+		}
+	}
 	target, err := s.nodeLocation(r.Context(), q, r.URL.Query())
 	if err != nil {
 		writeError(w, err, q.gr(), q.ri.Name)
