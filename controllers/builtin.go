@@ -1,0 +1,14 @@
+package controllers
+
+import (
+	"github.com/skiff-dev/skiff/controllers/framework"
+	"github.com/skiff-dev/skiff/controllers/scheduler"
+)
+
+// Builtins is the list of built-in controller plugins, in start order. It is a function of
+// nothing: the set of plugins is fixed at build time.
+func Builtins() []framework.Plugin {
+	return []framework.Plugin{
+		scheduler.Plugin,
+	}
+}

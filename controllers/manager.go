@@ -1,0 +1,157 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/skiff-dev/skiff/controllers/framework"
+)
+
+// Manager runs the enabled controllers for as long as the context given to Run lasts.
+type Manager struct {
+	client  kubernetes.Interface
+	dynamic dynamic.Interface
+	plugins []framework.Plugin
+	opts    framework.Options
+	metrics *framework.Metrics
+	log     *slog.Logger
+	running atomic.Bool
+}
+
+// NewManager checks the configuration and builds the clients; it starts nothing.
+func NewManager(cfg ManagerConfig) (*Manager, error) {
+	m := &Manager{client: cfg.Client, dynamic: cfg.Dynamic, log: cfg.Logger}
+	if m.log == nil {
+		m.log = slog.Default()
+	}
+	if cfg.RestConfig != nil {
+		rc := rest.CopyConfig(cfg.RestConfig)
+		if rc.QPS == 0 {
+			rc.QPS, rc.Burst = 1000, 2000
+		}
+		if rc.UserAgent == "" {
+			rc.UserAgent = "skiff-controller-manager"
+		}
+		var err error
+		if m.client == nil {
+			if m.client, err = kubernetes.NewForConfig(rc); err != nil {
+				return nil, fmt.Errorf("controllers: client: %w", err)
+			}
+		}
+		if m.dynamic == nil {
+			if m.dynamic, err = dynamic.NewForConfig(rc); err != nil {
+				return nil, fmt.Errorf("controllers: dynamic client: %w", err)
+			}
+		}
+	}
+	if m.client == nil {
+		return nil, errors.New("controllers: RestConfig or Client is required")
+	}
+	if err := cfg.Options.Validate(); err != nil {
+		return nil, err
+	}
+	m.opts = cfg.Options.Defaulted()
+	all := cfg.Plugins
+	if all == nil {
+		all = Builtins()
+	}
+	seen := map[string]bool{}
+	for _, p := range all {
+		if p.Name == "" || p.New == nil || seen[p.Name] {
+			return nil, fmt.Errorf("controllers: plugin %q: empty, duplicate or without constructor", p.Name)
+		}
+		seen[p.Name] = true
+	}
+	var err error
+	if m.plugins, err = resolveEnabled(all, cfg.Enabled); err != nil {
+		return nil, fmt.Errorf("controllers: %w", err)
+	}
+	if m.metrics, err = framework.NewMetrics(cfg.Metrics); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Enabled names the controllers Run starts.
+func (m *Manager) Enabled() []string { return names(m.plugins) }
+
+// Run builds fresh informers, an event recorder and every enabled controller, runs them
+// until ctx ends, and returns once all of them have stopped. Call it each time this server
+// becomes leader; nothing is cached between calls. It returns nil when ctx ended, or the
+// start-up errors of the controllers that could not run.
+func (m *Manager) Run(ctx context.Context) error {
+	if !m.running.CompareAndSwap(false, true) {
+		return errors.New("controllers: manager already running")
+	}
+	defer m.running.Store(false)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	factory := informers.NewSharedInformerFactory(m.client, 0)
+	events := record.NewBroadcaster(record.WithContext(ctx))
+	defer events.Shutdown()
+	events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: m.client.CoreV1().Events("")})
+
+	var errs []error
+	type started struct {
+		name string
+		c    framework.Controller
+	}
+	var ctrls []started
+	for _, p := range m.plugins {
+		source := p.EventSource
+		if source == "" {
+			source = p.Name + "-controller"
+		}
+		c, err := p.New(framework.Deps{
+			Client:    m.client,
+			Dynamic:   m.dynamic,
+			Informers: factory,
+			Recorder:  events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: source}),
+			Logger:    m.log.With("controller", p.Name),
+			Metrics:   m.metrics.For(p.Name),
+			Options:   m.opts,
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("controller %s: %w", p.Name, err))
+			m.log.Error("controller not started", "controller", p.Name, "err", err)
+			continue
+		}
+		ctrls = append(ctrls, started{p.Name, c})
+	}
+	factory.Start(ctx.Done())
+	// Shutdown waits for the informers, which stop once cancel (called below) closes ctx.
+	defer factory.Shutdown()
+
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, s := range ctrls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.log.Info("controller started", "controller", s.name)
+			if err := s.c.Run(ctx); err != nil && ctx.Err() == nil {
+				m.log.Error("controller stopped", "controller", s.name, "err", err)
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("controller %s: %w", s.name, err))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	cancel()
+	return errors.Join(errs...)
+}
