@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,7 +55,7 @@ func newFakeKubelet(t *testing.T, c *apitest.Cluster) *fakeKubelet {
 	})
 	exec := func(w http.ResponseWriter, r *http.Request) {
 		k.record(r)
-		if r.Header.Get("Upgrade") == "websocket" {
+		if r.PathValue("container") == "rawecho" {
 			// Not a real websocket server: enough to see the upgrade and the
 			// subprotocol pass through, then bytes both ways.
 			w.Header().Set("Connection", "Upgrade")
@@ -132,7 +133,7 @@ func TestPodSubresourcesProxyToTheNodeAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web"}, Spec: corev1.PodSpec{NodeName: "n1",
-		Containers: []corev1.Container{{Name: "app", Image: "x"}, {Name: "side", Image: "x"}}}}
+		Containers: []corev1.Container{{Name: "app", Image: "x"}, {Name: "side", Image: "x"}, {Name: "rawecho", Image: "x"}}}}
 	if _, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +202,7 @@ func TestPodSubresourcesProxyToTheNodeAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "GET /api/v1/namespaces/default/pods/web/exec?container=app&command=sh&stdin=true&stdout=true HTTP/1.1\r\nHost: x\r\n"+
+	fmt.Fprintf(conn, "GET /api/v1/namespaces/default/pods/web/exec?container=rawecho&command=sh&stdin=true&stdout=true HTTP/1.1\r\nHost: x\r\n"+
 		"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"+
 		"Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n")
 	cr := bufio.NewReader(conn)
@@ -216,4 +217,14 @@ func TestPodSubresourcesProxyToTheNodeAgent(t *testing.T) {
 	if line, err := cr.ReadString('\n'); err != nil || line != "echo: ping\n" {
 		t.Fatalf("bytes through the upgraded connection: %q %v", line, err)
 	}
+
+	// The real kubectl: exec tries websocket v5.channel.k8s.io first; the agent's stream
+	// server (cri-streaming, as the kubelet's) refuses that protocol, and kubectl falls
+	// back to SPDY through the same proxy. Logs too.
+	if _, err := os.Stat(kubectlBin); err != nil {
+		return
+	}
+	kc := c.Kubeconfig(0)
+	mustKubectl(t, kc, "hi there\n", "cat: hi there", "exec", "-i", "web", "-c", "app", "--", "cat")
+	mustKubectl(t, kc, "", "line 1", "logs", "web", "-c", "side", "--tail=3")
 }
