@@ -80,6 +80,10 @@ func newFakeKubelet(t *testing.T, c *apitest.Cluster) *fakeKubelet {
 		streaming.ServeExec(w, r, echoExecutor{}, r.PathValue("pod"), "", r.PathValue("container"), r.URL.Query()["command"], opts,
 			time.Minute, 10*time.Second, remotecommandconsts.SupportedStreamingProtocols)
 	}
+	mux.HandleFunc("POST /portForward/{ns}/{pod}", func(w http.ResponseWriter, r *http.Request) {
+		k.record(r)
+		w.WriteHeader(http.StatusNoContent) // enough to see the route; the upgrade is exec's
+	})
 	mux.HandleFunc("GET /exec/{ns}/{pod}/{container}", exec)
 	mux.HandleFunc("POST /exec/{ns}/{pod}/{container}", exec)
 	k.srv = httptest.NewUnstartedServer(mux)
@@ -193,6 +197,15 @@ func TestPodSubresourcesProxyToTheNodeAgent(t *testing.T) {
 	u, _ = k.last()
 	if u.Path != "/exec/default/web/app" || strings.Join(u.Query()["command"], " ") != "cat -n" || u.Query().Get("input") != "1" || u.Query().Get("output") != "1" || u.Query().Get("error") != "" {
 		t.Fatalf("exec reached the agent as %s", u)
+	}
+
+	// Port-forward reaches /portForward/<ns>/<pod> with its ports.
+	if err := cs.CoreV1().RESTClient().Post().Namespace("default").Resource("pods").Name("web").SubResource("portforward").
+		Param("ports", "8080").Do(ctx).Error(); err != nil {
+		t.Fatalf("portforward: %v", err)
+	}
+	if u, _ = k.last(); u.Path != "/portForward/default/web" || u.Query().Get("ports") != "8080" {
+		t.Fatalf("portforward reached the agent as %s", u)
 	}
 
 	// A websocket upgrade (kubectl's v5.channel.k8s.io) passes through with its subprotocol.
