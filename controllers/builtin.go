@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"github.com/skiff-dev/skiff/controllers/framework"
+	"github.com/skiff-dev/skiff/controllers/replicaset"
 	"github.com/skiff-dev/skiff/controllers/scheduler"
 )
 
@@ -10,5 +11,6 @@ import (
 func Builtins() []framework.Plugin {
 	return []framework.Plugin{
 		scheduler.Plugin,
+		replicaset.Plugin,
 	}
 }
