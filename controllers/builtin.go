@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"github.com/skiff-dev/skiff/controllers/deployment"
 	"github.com/skiff-dev/skiff/controllers/framework"
 	"github.com/skiff-dev/skiff/controllers/replicaset"
 	"github.com/skiff-dev/skiff/controllers/scheduler"
@@ -12,5 +13,6 @@ func Builtins() []framework.Plugin {
 	return []framework.Plugin{
 		scheduler.Plugin,
 		replicaset.Plugin,
+		deployment.Plugin,
 	}
 }
