@@ -78,6 +78,17 @@ func RunChaos(ctx context.Context, o ChaosOptions) (*ChaosResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if slices.Contains(o.Faults, FaultNetem) {
+		// tc netem needs the kernel's sch_netem, which a sandbox may lack.
+		first := c.servers()[0]
+		if err := c.netem(first, true); err != nil {
+			o.Faults = slices.DeleteFunc(o.Faults, func(k string) bool { return k == FaultNetem })
+			res.Skipped = append(res.Skipped, "netem: not available here ("+err.Error()+")")
+			say("skipping netem: %v", err)
+		} else if err := c.netem(first, false); err != nil {
+			return nil, err
+		}
+	}
 	regs := map[string]*configMapRegister{}
 	for _, s := range c.servers() {
 		if regs[s], err = newConfigMapRegister(c.configs[s]); err != nil {

@@ -189,7 +189,7 @@ func (c *chaosCluster) netem(name string, on bool) error {
 	}
 	out, err := exec.Command("ip", args...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("bench: %s: %v: %s", strings.Join(args, " "), err, out)
+		return fmt.Errorf("bench: %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }

@@ -99,6 +99,7 @@ func killEtcdLeader(ctx context.Context, ec *etcdCluster, root string, hold time
 	r.Start = time.Now()
 	_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL)
 	<-p.done
+	r.Applied = true
 	for time.Since(r.Start) < hold+10*time.Second && ctx.Err() == nil {
 		if ec.leaderAmong(ctx, li, deadID) {
 			r.ElectionMs = ms(time.Since(r.Start))

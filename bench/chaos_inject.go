@@ -24,6 +24,7 @@ type FaultResult struct {
 	PerServerMs   map[string]float64 `json:"per_server_unavailable_ms"`
 	ElectionMs    float64            `json:"leader_election_ms,omitempty"`
 	RecoveredMs   float64            `json:"recovered_ms"` // from start to healthy again
+	Applied       bool               `json:"applied"`      // false: injecting it failed; left out of the figures
 	Error         string             `json:"error,omitempty"`
 }
 
@@ -163,6 +164,7 @@ func (in *injector) inject(ctx context.Context, pf plannedFault) FaultResult {
 		r.EndS = r.End.Sub(in.t0).Seconds()
 		return r
 	}
+	r.Applied = true
 	// Election time: from the fault to a leader among the servers it did not touch, when it
 	// removed the leader (restart-all: from the restart to any leader).
 	lostLeader := slices.Contains(r.Targets, leader) && pf.Kind != FaultKillAgent && pf.Kind != FaultNetem

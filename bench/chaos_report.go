@@ -64,7 +64,7 @@ type figures struct {
 func summarize(fs []FaultResult, kind string) figures {
 	var un, el []time.Duration
 	for _, f := range fs {
-		if f.Kind != kind || f.Start.IsZero() {
+		if f.Kind != kind || !f.Applied {
 			continue
 		}
 		un = append(un, time.Duration(f.UnavailableMs*float64(time.Millisecond)))

@@ -2,11 +2,11 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
 
@@ -52,8 +52,7 @@ leader cut off on the minority side) and netem need --netns (root).`,
 			o.Progress = cmd.ErrOrStderr()
 			// client-go logs every broken response body through klog; the faults break
 			// thousands on purpose, and the run counts them as errors instead.
-			klog.SetOutput(io.Discard)
-			klog.LogToStderr(false)
+			klog.SetLogger(logr.Discard())
 			res, err := bench.RunChaos(cmd.Context(), o)
 			if err != nil {
 				return err
