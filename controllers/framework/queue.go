@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 )
@@ -110,7 +111,11 @@ func (q *Queue) processNext(ctx context.Context, r Reconciler) bool {
 	case err != nil:
 		outcome = "error"
 		q.q.AddRateLimited(key)
-		q.log.Info("reconcile failed; retrying", "key", key, "err", err, "retries", q.q.NumRequeues(key))
+		level := slog.LevelInfo
+		if apierrors.IsConflict(err) {
+			level = slog.LevelDebug // a cache a write behind: routine, retried at once
+		}
+		q.log.Log(ctx, level, "reconcile failed; retrying", "key", key, "err", err, "retries", q.q.NumRequeues(key))
 	case res.RequeueAfter > 0:
 		outcome = "requeue_after"
 		q.q.Forget(key)

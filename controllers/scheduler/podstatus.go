@@ -8,7 +8,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-const bindRetryDelay = time.Second
+const (
+	bindRetryDelay          = time.Second
+	unschedulableRetryDelay = 100 * time.Millisecond
+)
 
 var (
 	createOptions = metav1.CreateOptions{}

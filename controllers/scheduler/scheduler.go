@@ -42,6 +42,7 @@ type Scheduler struct {
 
 	mu      sync.Mutex
 	unsched map[string]bool // keys of pods that fit nowhere, retried on cluster changes
+	moves   uint64          // count of retryUnschedulable calls, to catch events during a decision
 
 	rng   *rand.Rand // used by the single scheduling worker only
 	start int
@@ -159,6 +160,7 @@ func (s *Scheduler) retryUnschedulable() {
 	s.mu.Lock()
 	keys := s.unsched
 	s.unsched = map[string]bool{}
+	s.moves++
 	s.mu.Unlock()
 	for k := range keys {
 		s.queue.Add(k)
@@ -190,15 +192,26 @@ func (s *Scheduler) Reconcile(ctx context.Context, key string) (framework.Result
 	if !needsScheduling(pod) || s.cache.IsAssumed(pod.UID) {
 		return framework.Result{}, nil
 	}
+	s.mu.Lock()
+	movesBefore := s.moves
+	s.mu.Unlock()
 	node, err := s.cache.ScheduleAndAssume(pod, func(nodes []*NodeInfo) (string, error) {
 		d, err := Schedule(s.strategy, pod, nodes, s.start, s.rng)
 		s.start = d.Next
 		return d.Node, err
 	})
 	if err != nil {
+		// A cluster change that arrived while deciding may have made room: retry soon
+		// rather than park the pod until the next change (kube-scheduler's in-flight events).
 		s.mu.Lock()
-		s.unsched[key] = true
+		changed := s.moves != movesBefore
+		if !changed {
+			s.unsched[key] = true
+		}
 		s.mu.Unlock()
+		if changed {
+			s.queue.AddAfter(key, unschedulableRetryDelay)
+		}
 		if uerr := s.recordUnschedulable(ctx, pod, err); uerr != nil {
 			return framework.Result{}, uerr
 		}
