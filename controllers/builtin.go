@@ -3,6 +3,7 @@ package controllers
 import (
 	"github.com/skiff-dev/skiff/controllers/deployment"
 	"github.com/skiff-dev/skiff/controllers/framework"
+	"github.com/skiff-dev/skiff/controllers/nodelifecycle"
 	"github.com/skiff-dev/skiff/controllers/replicaset"
 	"github.com/skiff-dev/skiff/controllers/scheduler"
 )
@@ -14,5 +15,6 @@ func Builtins() []framework.Plugin {
 		scheduler.Plugin,
 		replicaset.Plugin,
 		deployment.Plugin,
+		nodelifecycle.Plugin,
 	}
 }
