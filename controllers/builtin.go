@@ -3,7 +3,9 @@ package controllers
 import (
 	"github.com/skiff-dev/skiff/controllers/deployment"
 	"github.com/skiff-dev/skiff/controllers/framework"
+	"github.com/skiff-dev/skiff/controllers/nodeipam"
 	"github.com/skiff-dev/skiff/controllers/nodelifecycle"
+	"github.com/skiff-dev/skiff/controllers/podgc"
 	"github.com/skiff-dev/skiff/controllers/replicaset"
 	"github.com/skiff-dev/skiff/controllers/scheduler"
 )
@@ -16,5 +18,7 @@ func Builtins() []framework.Plugin {
 		replicaset.Plugin,
 		deployment.Plugin,
 		nodelifecycle.Plugin,
+		podgc.Plugin,
+		nodeipam.Plugin,
 	}
 }
