@@ -3,6 +3,8 @@ package controllers
 import (
 	"github.com/skiff-dev/skiff/controllers/deployment"
 	"github.com/skiff-dev/skiff/controllers/framework"
+	"github.com/skiff-dev/skiff/controllers/garbagecollector"
+	"github.com/skiff-dev/skiff/controllers/namespace"
 	"github.com/skiff-dev/skiff/controllers/nodeipam"
 	"github.com/skiff-dev/skiff/controllers/nodelifecycle"
 	"github.com/skiff-dev/skiff/controllers/podgc"
@@ -20,5 +22,7 @@ func Builtins() []framework.Plugin {
 		nodelifecycle.Plugin,
 		podgc.Plugin,
 		nodeipam.Plugin,
+		garbagecollector.Plugin,
+		namespace.Plugin,
 	}
 }

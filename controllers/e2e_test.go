@@ -12,6 +12,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -294,4 +295,61 @@ func requireBinding(t *testing.T, client kubernetes.Interface) {
 	if err != nil {
 		t.Fatalf("pods/binding: %v", err)
 	}
+}
+
+func TestCascadingDeleteAndNamespaceDeletion(t *testing.T) {
+	c := startControlPlane(t, []string{"*", "-nodelifecycle", "-podgc"}, framework.Options{})
+	ctx := c.ctx
+	c.hollow.addNode(ctx, "node-1", "4", "8Gi")
+	if _, err := c.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{"default", "team"} {
+		d := webDeployment(2)
+		d.Namespace = ns
+		if _, err := c.client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ns := range []string{"default", "team"} {
+		eventually(t, 60*time.Second, "deployment in "+ns+" available", func() error {
+			d, err := c.client.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			return rolledOut(d)
+		})
+	}
+	// Background cascade: the ReplicaSet and its pods go with the Deployment.
+	if err := c.client.AppsV1().Deployments("default").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "replicasets and pods collected", func() error {
+		rs, err := c.client.AppsV1().ReplicaSets("default").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		pods, err := c.client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+		if err != nil {
+			return err
+		}
+		if len(rs.Items)+len(pods.Items) > 0 {
+			return fmt.Errorf("%d replicasets, %d pods left", len(rs.Items), len(pods.Items))
+		}
+		return nil
+	})
+	// Namespace deletion empties the namespace, then removes it.
+	if err := c.client.CoreV1().Namespaces().Delete(ctx, "team", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "namespace gone", func() error {
+		ns, err := c.client.CoreV1().Namespaces().Get(ctx, "team", metav1.GetOptions{})
+		if err == nil {
+			return fmt.Errorf("still there, phase %s, finalizers %v", ns.Status.Phase, ns.Spec.Finalizers)
+		}
+		if !apierrors.IsNotFound(err) {
+			return err
+		}
+		return nil
+	})
 }
