@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 // read, and compare-and-swap (the store's CAS is by revision; since every written value is
 // unique, "at the revision I read" is "holding the value I read").
 type regInput struct {
+	node   string // the node that served it (for diagnosis; the model ignores it)
 	op     string // "get", "put", "cas"
 	key    string
 	value  string // put, cas: the new value
@@ -66,7 +68,7 @@ var registerModel = porcupine.Model{
 	},
 	DescribeOperation: func(input, output interface{}) string {
 		in, out := input.(regInput), output.(regOutput)
-		return fmt.Sprintf("%s(%s %q %q) -> %+v", in.op, in.key, in.expect, in.value, out)
+		return fmt.Sprintf("%s@%s(%s %q %q) -> %+v", in.op, in.node, in.key, in.expect, in.value, out)
 	},
 }
 
@@ -104,6 +106,7 @@ func runClient(ctx context.Context, h *history, client int, node *rafttest.Node,
 			continue
 		}
 		key := fmt.Sprintf("/lin/%d", rng.IntN(3))
+		id := node.ID
 		val := fmt.Sprintf("c%d-%d", client, i)
 		octx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		switch rng.IntN(3) {
@@ -111,7 +114,7 @@ func runClient(ctx context.Context, h *history, client int, node *rafttest.Node,
 			call := h.now()
 			_, err := s.Put(octx, key, []byte(val))
 			if err == nil || !definite(err) {
-				h.add(client, regInput{op: "put", key: key, value: val}, call, regOutput{unknown: err != nil})
+				h.add(client, regInput{node: id, op: "put", key: key, value: val}, call, regOutput{unknown: err != nil})
 			}
 		default:
 			call := h.now()
@@ -121,7 +124,7 @@ func runClient(ctx context.Context, h *history, client int, node *rafttest.Node,
 				continue // a failed read has no effect: leave it out
 			}
 			cur := string(kv.Value)
-			h.add(client, regInput{op: "get", key: key}, call, regOutput{value: cur})
+			h.add(client, regInput{node: id, op: "get", key: key}, call, regOutput{value: cur})
 			if rng.IntN(2) == 0 {
 				break
 			}
@@ -131,41 +134,56 @@ func runClient(ctx context.Context, h *history, client int, node *rafttest.Node,
 			} else {
 				_, err = s.Update(octx, key, []byte(val), kv.ModRevision)
 			}
-			h.add(client, regInput{op: "cas", key: key, value: val, expect: cur}, call,
+			h.add(client, regInput{node: id, op: "cas", key: key, value: val, expect: cur}, call,
 				regOutput{ok: err == nil, unknown: err != nil && !definite(err)})
 		}
 		cancel()
 	}
 }
 
-// checkHistory checks the history against the register model. Writes with an unknown
-// outcome whose value nobody ever observed are dropped first (as etcd's robustness suite
-// does): that is sound, since a linearization may always place such a write where it is
-// overwritten unseen, and it keeps the search from exploding on pending operations.
+// checkHistory checks the history against the register model. A write with an unknown
+// outcome that nothing could have observed is dropped first (as etcd's robustness suite
+// does), which keeps the search from exploding on pending operations. Nothing observed it
+// when no read returned its value, no CAS expected it, and no CAS on its key that failed
+// could come after it: a failed CAS observes that some write happened, even unread.
 func checkHistory(t *testing.T, h *history) porcupine.CheckResult {
 	t.Helper()
 	seen := map[string]bool{}
+	lastFailedCAS := map[string]int64{} // key -> latest return of a CAS that definitely failed
 	for _, op := range h.ops {
 		in, out := op.Input.(regInput), op.Output.(regOutput)
-		if in.op == "get" {
+		switch {
+		case in.op == "get":
 			seen[out.value] = true
-		}
-		if in.op == "cas" {
+		case in.op == "cas":
 			seen[in.expect] = true
+			if !out.ok && !out.unknown && op.Return > lastFailedCAS[in.key] {
+				lastFailedCAS[in.key] = op.Return
+			}
 		}
 	}
 	var ops []porcupine.Operation
 	dropped := 0
 	for _, op := range h.ops {
 		in, out := op.Input.(regInput), op.Output.(regOutput)
-		if in.op != "get" && out.unknown && !seen[in.value] {
+		if in.op != "get" && out.unknown && !seen[in.value] && lastFailedCAS[in.key] < op.Call {
 			dropped++
 			continue
 		}
 		ops = append(ops, op)
 	}
-	res := porcupine.CheckOperationsTimeout(registerModel, ops, 60*time.Second)
+	res, info := porcupine.CheckOperationsVerbose(registerModel, ops, 60*time.Second)
 	t.Logf("%d operations (%d unobserved writes of unknown outcome dropped): %s", len(ops), dropped, res)
+	if res != porcupine.Ok {
+		explain(t, info, ops)
+		// Keep the evidence: porcupine's visualization of the longest linearizable prefixes.
+		if f, err := os.CreateTemp("", "skiff-porcupine-*.html"); err == nil {
+			if porcupine.Visualize(registerModel, info, f) == nil {
+				t.Logf("visualization: %s", f.Name())
+			}
+			f.Close()
+		}
+	}
 	return res
 }
 
@@ -234,5 +252,37 @@ func TestCheckerCatchesStaleReads(t *testing.T) {
 	wg.Wait()
 	if res := checkHistory(t, h); res != porcupine.Illegal {
 		t.Fatalf("stale reads from a partitioned follower passed the check: %s", res)
+	}
+}
+
+// explain logs, for each failing key, how the longest linearizable prefix ends and which
+// operations could not follow it.
+func explain(t *testing.T, info porcupine.LinearizationInfo, all []porcupine.Operation) {
+	for _, part := range info.PartialLinearizationsOperations() {
+		var longest []porcupine.Operation
+		for _, lin := range part {
+			if len(lin) > len(longest) {
+				longest = lin
+			}
+		}
+		if len(longest) == 0 {
+			continue
+		}
+		k := longest[0].Input.(regInput).key
+		t.Logf("key %s: longest linearizable prefix has %d ops; its last ones:", k, len(longest))
+		for _, op := range longest[max(0, len(longest)-6):] {
+			t.Logf("  [%d..%d] c%d %s", op.Call/1e6, op.Return/1e6, op.ClientId, registerModel.DescribeOperation(op.Input, op.Output))
+		}
+		in := map[porcupine.Operation]bool{}
+		for _, op := range longest {
+			in[op] = true
+		}
+		n := 0
+		for _, op := range all {
+			if op.Input.(regInput).key == k && !in[op] && n < 12 {
+				n++
+				t.Logf("    left out: [%.1f..%.1f] c%d %s", float64(op.Call)/1e6, float64(op.Return)/1e6, op.ClientId, registerModel.DescribeOperation(op.Input, op.Output))
+			}
+		}
 	}
 }
