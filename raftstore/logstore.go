@@ -8,56 +8,50 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	wal "github.com/hashicorp/raft-wal"
-	"github.com/hashicorp/raft-wal/metadb"
+	"go.etcd.io/bbolt"
 )
 
-// disk is a node's Raft state on disk: the log in <dir>/wal (hashicorp/raft-wal, the
-// write-ahead log Consul uses), the stable store (term and vote) in <dir>/raft.db
-// (raft-boltdb), and snapshots in <dir>/snapshots.
+// disk is a node's Raft state on disk: the log and the stable store (term and vote) in
+// <dir>/raft.db (raft-boltdb, as DESIGN.md names), snapshots in <dir>/snapshots.
 //
-// DESIGN.md names raft-boltdb for the log too. Skiff differs on purpose, after measuring
-// it (`skiff bench store`): bolt fdatasyncs twice per commit (pages, then meta) and
-// hashicorp/raft syncs the leader's log before replicating, so one client's puts waited for
-// about four syncs in a row and ran at 0.6x etcd's rate. raft-wal syncs once per append;
-// with it one client's puts beat etcd's. The stable store is written only on term and vote
-// changes, so bolt stays there.
+// hashicorp/raft-wal was tried as the log (it syncs once per append where bolt syncs twice,
+// and one client's puts were faster with it) and dropped: v0.4.0 truncates a log tail
+// wrongly (hashicorp/raft-wal#31), and the chaos bench's second leader kill left a server
+// that panicked at start with "sealed segment has no index block". Durability first.
+//
+// The freelist is not synced (NoFreelistSync, as Consul offers): bolt rebuilds it on open,
+// and each commit writes fewer pages; the map freelist keeps allocation cheap as the file
+// grows.
 type disk struct {
-	wal   *wal.WAL
-	meta  *metadb.BoltMetaDB // the WAL's index; raft-wal v0.4.0's Close leaves it open
 	bolt  *raftboltdb.BoltStore
 	snaps *raft.FileSnapshotStore
 }
 
 func openDisk(cfg Config) (*disk, error) {
-	walDir := filepath.Join(cfg.Dir, "wal")
-	if err := os.MkdirAll(walDir, 0o700); err != nil {
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("raftstore: %w", err)
 	}
-	meta := &metadb.BoltMetaDB{}
-	w, err := wal.Open(walDir, wal.WithMetaStore(meta))
+	bolt, err := raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(cfg.Dir, "raft.db"),
+		BoltOptions: &bbolt.Options{
+			Timeout:        0,
+			NoFreelistSync: true,
+			FreelistType:   bbolt.FreelistMapType,
+		},
+	})
 	if err != nil {
-		meta.Close()
 		return nil, fmt.Errorf("raftstore: open log: %w", err)
-	}
-	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
-	if err != nil {
-		w.Close()
-		meta.Close()
-		return nil, fmt.Errorf("raftstore: open stable store: %w", err)
 	}
 	snaps, err := raft.NewFileSnapshotStore(cfg.Dir, cfg.SnapshotRetain, cfg.RaftLog)
 	if err != nil {
-		w.Close()
-		meta.Close()
 		bolt.Close()
 		return nil, fmt.Errorf("raftstore: open snapshots: %w", err)
 	}
-	return &disk{wal: w, meta: meta, bolt: bolt, snaps: snaps}, nil
+	return &disk{bolt: bolt, snaps: snaps}, nil
 }
 
 func (d *disk) Close() error {
-	return errors.Join(d.wal.Close(), d.meta.Close(), d.bolt.Close())
+	return d.bolt.Close()
 }
 
 // HasState reports whether a node's data directory already holds Raft state, so a caller
@@ -71,5 +65,5 @@ func HasState(dir string) (bool, error) {
 		return false, err
 	}
 	defer d.Close()
-	return raft.HasExistingState(d.wal, d.bolt, d.snaps)
+	return raft.HasExistingState(d.bolt, d.bolt, d.snaps)
 }
