@@ -89,6 +89,23 @@ func (s *Server) handleBinding(w http.ResponseWriter, r *http.Request, q *reques
 	writeJSON(w, http.StatusCreated, "application/json", &metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusSuccess, Code: http.StatusCreated})
 }
 
+// validationBase is the object an update is validated against. pods/binding is the one
+// path allowed to set a pod's spec.nodeName, so its base already carries the node and
+// the rest of the spec is still held immutable.
+func validationBase(q *request, old, obj runtime.Object) runtime.Object {
+	if q.ri.Subresource != "binding" {
+		return old
+	}
+	op, ok := old.(*corev1.Pod)
+	np, ok2 := obj.(*corev1.Pod)
+	if !ok || !ok2 || op.Spec.NodeName != "" {
+		return old
+	}
+	base := op.DeepCopy()
+	base.Spec.NodeName = np.Spec.NodeName
+	return base
+}
+
 func setPodCondition(pod *corev1.Pod, c corev1.PodCondition) {
 	for i := range pod.Status.Conditions {
 		if pod.Status.Conditions[i].Type == c.Type {

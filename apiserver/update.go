@@ -85,7 +85,7 @@ func (s *Server) update(ctx context.Context, q *request, wo writeOptions, fn upd
 		if q.rs.Default != nil {
 			q.rs.Default(obj)
 		}
-		if errs := s.validate(q.rs, obj, old); len(errs) > 0 {
+		if errs := s.validate(q.rs, obj, validationBase(q, old, obj)); len(errs) > 0 {
 			return nil, false, invalid(q.rs, q.ri.Name, errs)
 		}
 		if !wo.applied {

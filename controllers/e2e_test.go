@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -58,7 +57,6 @@ func startControlPlane(t *testing.T, enabled []string, opts framework.Options) *
 		}
 	})
 	client := cp.Client(1) // the tests talk to another server than the controllers
-	requireBinding(t, client)
 	return &controlPlane{cp: cp, client: client, hollow: startHollow(t, ctx, client, 100*time.Millisecond), ctx: ctx}
 }
 
@@ -271,30 +269,6 @@ func TestUnschedulablePodGetsReasonThenSchedules(t *testing.T) {
 		}
 		return nil
 	})
-}
-
-// requireBinding skips when the apiserver rejects pods/binding through pod update
-// validation (a known apiserver bug at the time of writing: validatePod forbids the
-// nodeName change the binding makes). Once binding works these tests run.
-func requireBinding(t *testing.T, client kubernetes.Interface) {
-	t.Helper()
-	ctx := context.Background()
-	pods := client.CoreV1().Pods("default")
-	p, err := pods.Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: "binding-probe-"},
-		Spec: corev1.PodSpec{SchedulerName: "none", Containers: []corev1.Container{{Name: "c", Image: "x"}}}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	zero := int64(0)
-	defer func() { _ = pods.Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}) }()
-	err = pods.Bind(ctx, &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: p.Name, UID: p.UID},
-		Target: corev1.ObjectReference{Kind: "Node", Name: "probe-node"}}, metav1.CreateOptions{})
-	if err != nil && strings.Contains(err.Error(), "pod updates may not change fields") {
-		t.Skipf("apiserver rejects pods/binding (%v): skipping until the apiserver allows it", err)
-	}
-	if err != nil {
-		t.Fatalf("pods/binding: %v", err)
-	}
 }
 
 func TestCascadingDeleteAndNamespaceDeletion(t *testing.T) {
