@@ -54,13 +54,21 @@ func (s *Server) startLeaderWork(parent context.Context, term uint64) func() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ctx.Err() == nil { // a task that fails is restarted while this term lasts
-				if err := task(ctx, access); err != nil && ctx.Err() == nil {
+			// A task that returns while this term lasts, failed or not, is restarted after
+			// a pause, so a task that ends at once cannot spin the leader's CPU.
+			for ctx.Err() == nil {
+				err := task(ctx, access)
+				if ctx.Err() != nil {
+					return
+				}
+				if err != nil {
 					s.log.Error("leader task failed; restarting", "err", err, "term", term)
-					select {
-					case <-ctx.Done():
-					case <-time.After(time.Second):
-					}
+				} else {
+					s.log.Warn("leader task returned before its term ended; restarting", "term", term)
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
 				}
 			}
 		}()

@@ -2,15 +2,30 @@ package main
 
 import (
 	"context"
+	"log/slog"
 
 	"github.com/skiff-dev/skiff/cluster"
+	"github.com/skiff-dev/skiff/controllers"
 )
 
 // controllersFlag is --controllers of `skiff server`.
 var controllersFlag []string
 
-// leaderTasks is the work a server runs only while it leads. The controller manager plugs
-// in here.
-func leaderTasks() []func(context.Context, cluster.APIAccess) error {
-	return nil
+// leaderTasks is the work a server runs only while it leads: the controller manager (the
+// scheduler is one of its controllers). Each term gets a fresh manager, so nothing cached
+// in a previous term survives into the next.
+func leaderTasks(log *slog.Logger) []func(context.Context, cluster.APIAccess) error {
+	return []func(context.Context, cluster.APIAccess) error{
+		func(ctx context.Context, api cluster.APIAccess) error {
+			m, err := controllers.NewManager(controllers.ManagerConfig{
+				RestConfig: cluster.RestConfigFor(api),
+				Enabled:    controllersFlag,
+				Logger:     log.With("component", "controllers"),
+			})
+			if err != nil {
+				return err
+			}
+			return m.Run(ctx)
+		},
+	}
 }

@@ -34,7 +34,7 @@ func newServerCmd() *cobra.Command {
 			}
 			cfg.Logger = newLogger(logLevel)
 			cfg.LogOutput = os.Stderr
-			cfg.LeaderTasks = leaderTasks()
+			cfg.LeaderTasks = leaderTasks(cfg.Logger)
 			s, err := cluster.NewServer(cfg)
 			if err != nil {
 				return err
