@@ -173,15 +173,28 @@ func (s *Server) openAPI() error {
 		ln.Close()
 		return err
 	}
+	// The apiserver's certificate toward agents (logs, exec, port-forward), as
+	// kube-apiserver's --kubelet-client-certificate; agents accept only system:masters.
+	kc, err := s.keys.Issue(CertRequest{CommonName: "skiff-apiserver-kubelet-client", Groups: []string{"system:masters"}, Client: true, SerialSource: cfg.Name + "/kubelet-client"})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	kubeletCert, err := tls.X509KeyPair(kc.CertPEM, kc.KeyPEM)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(s.store.Collectors()...)
 	api, err := apiserver.New(apiserver.Config{
-		Store:           s.store,
-		ServingCert:     tc,
-		ClientCA:        s.keys.CAPool(),
-		Logger:          s.log,
-		Metrics:         reg,
-		Unauthenticated: map[string]http.Handler{joinPath: s.joinHandler()},
+		Store:             s.store,
+		ServingCert:       tc,
+		KubeletClientCert: kubeletCert,
+		ClientCA:          s.keys.CAPool(),
+		Logger:            s.log,
+		Metrics:           reg,
+		Unauthenticated:   map[string]http.Handler{joinPath: s.joinHandler()},
 	})
 	if err != nil {
 		ln.Close()
