@@ -71,6 +71,7 @@ func builtinResources() []*Resource {
 		{GVR: gvr("apps", "v1", "daemonsets"), Kind: "DaemonSet", Namespaced: true, ShortNames: []string{"ds"}, Categories: all,
 			Status: true, ResetStatusOnCreate: true,
 			Default: defaultDaemonSet, Validate: validateDaemonSet, Columns: daemonSetColumns, Row: daemonSetRow},
+		{GVR: gvr("apps", "v1", "controllerrevisions"), Kind: "ControllerRevision", Namespaced: true},
 		{GVR: gvr("batch", "v1", "jobs"), Kind: "Job", Namespaced: true, Categories: all,
 			Status: true, ResetStatusOnCreate: true,
 			Default: defaultJob, Validate: validateJob, Columns: jobColumns, Row: jobRow},
