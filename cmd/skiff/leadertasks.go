@@ -6,10 +6,15 @@ import (
 
 	"github.com/skiff-dev/skiff/cluster"
 	"github.com/skiff-dev/skiff/controllers"
+	"github.com/skiff-dev/skiff/controllers/framework"
 )
 
-// controllersFlag is --controllers of `skiff server`.
-var controllersFlag []string
+// controllersFlag is --controllers of `skiff server`; controllerOptions holds its
+// controller timing flags (zero: the Kubernetes defaults).
+var (
+	controllersFlag   []string
+	controllerOptions framework.Options
+)
 
 // leaderTasks is the work a server runs only while it leads: the controller manager (the
 // scheduler is one of its controllers). Each term gets a fresh manager, so nothing cached
@@ -21,6 +26,7 @@ func leaderTasks(log *slog.Logger) []func(context.Context, cluster.APIAccess) er
 				RestConfig: cluster.RestConfigFor(api),
 				Enabled:    controllersFlag,
 				Logger:     log.With("component", "controllers"),
+				Options:    controllerOptions,
 			})
 			if err != nil {
 				return err

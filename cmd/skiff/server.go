@@ -58,6 +58,9 @@ func newServerCmd() *cobra.Command {
 	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 0, "form a new cluster once this many servers find each other")
 	f.DurationVar(&cfg.DeadServerTimeout, "dead-server-timeout", 0, "remove a server dead this long, if quorum survives (default 2m)")
 	f.StringSliceVar(&controllersFlag, "controllers", []string{"*"}, "controllers to run: * for all, -name to disable one")
+	f.DurationVar(&controllerOptions.NodeMonitorGracePeriod, "node-monitor-grace-period", 0, "how long a node may be silent before it is marked Unknown and tainted (default 40s)")
+	f.DurationVar(&controllerOptions.NodeMonitorPeriod, "node-monitor-period", 0, "how often the node lifecycle controller checks node health (default 5s)")
+	f.DurationVar(&controllerOptions.DefaultTolerationSeconds, "default-toleration", 0, "how long a pod without its own toleration stays on a not-ready or unreachable node (default 5m)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.AddCommand(newServerRecoverCmd())
 	return cmd
