@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"github.com/skiff-dev/skiff/controllers/daemonset"
 	"github.com/skiff-dev/skiff/controllers/deployment"
 	"github.com/skiff-dev/skiff/controllers/framework"
 	"github.com/skiff-dev/skiff/controllers/garbagecollector"
@@ -19,6 +20,7 @@ func Builtins() []framework.Plugin {
 		scheduler.Plugin,
 		replicaset.Plugin,
 		deployment.Plugin,
+		daemonset.Plugin,
 		nodelifecycle.Plugin,
 		podgc.Plugin,
 		nodeipam.Plugin,

@@ -58,6 +58,17 @@ func (e *Expectations) ExpectDeletions(key string, podKeys []string) {
 	e.m[key] = x
 }
 
+// Expect records creations and deletions about to be asked for together.
+func (e *Expectations) Expect(key string, creations int, podKeys []string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	x := &entry{add: creations, del: len(podKeys), deletions: map[string]bool{}, at: e.now()}
+	for _, k := range podKeys {
+		x.deletions[k] = true
+	}
+	e.m[key] = x
+}
+
 // CreationObserved is called when a created pod appears (or a creation failed).
 func (e *Expectations) CreationObserved(key string) {
 	e.mu.Lock()
