@@ -20,6 +20,7 @@ type Member struct {
 	RaftAddr     string `json:"raft,omitempty"`
 	Bootstrapped bool   `json:"bootstrapped,omitempty"` // has Raft state: never bootstrap with it
 	Alive        bool   `json:"-"`
+	GossipAddr   string `json:"-"` // as memberlist knows it
 }
 
 // gossip wraps memberlist: every server and agent runs one, encrypted with the key derived
@@ -95,6 +96,7 @@ func (g *gossip) members() []Member {
 			continue
 		}
 		m.Alive = n.State == memberlist.StateAlive
+		m.GossipAddr = n.Address()
 		out = append(out, m)
 	}
 	return out

@@ -31,6 +31,8 @@ type JoinResponse struct {
 	CAPEM   []byte `json:"caPEM"`
 	CertPEM []byte `json:"certPEM"` // system:node:<name>, group system:nodes
 	KeyPEM  []byte `json:"keyPEM"`
+	// GossipSeeds are the live servers' gossip addresses, for the agent to join.
+	GossipSeeds []string `json:"gossipSeeds,omitempty"`
 }
 
 var nodeNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
@@ -65,9 +67,22 @@ func (s *Server) joinHandler() http.Handler {
 		}
 		s.log.Info("issued a node certificate", "node", req.Name)
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(JoinResponse{CAPEM: s.keys.CAPEM, CertPEM: cert.CertPEM, KeyPEM: cert.KeyPEM})
+		_ = json.NewEncoder(w).Encode(JoinResponse{CAPEM: s.keys.CAPEM, CertPEM: cert.CertPEM, KeyPEM: cert.KeyPEM, GossipSeeds: s.serverGossipAddrs()})
 	})
 	return mux
+}
+
+func (s *Server) serverGossipAddrs() []string {
+	if s.gsp == nil {
+		return nil
+	}
+	var out []string
+	for _, m := range s.gsp.members() {
+		if m.Role == "server" && m.Alive {
+			out = append(out, m.GossipAddr)
+		}
+	}
+	return out
 }
 
 // Join gets a node certificate from the server at apiURL with an agent token. It first

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -70,6 +72,32 @@ func RestConfig(kubeconfig, context string) (*rest.Config, error) {
 		return nil, fmt.Errorf("cluster: kubeconfig %s: %w", kubeconfig, err)
 	}
 	return c, nil
+}
+
+// KubeconfigServers lists the API URLs of every cluster a kubeconfig names, the current
+// context's first.
+func KubeconfigServers(kubeconfig string) ([]string, error) {
+	cfg, err := clientcmd.LoadFromFile(kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: kubeconfig %s: %w", kubeconfig, err)
+	}
+	var out []string
+	if c, ok := cfg.Contexts[cfg.CurrentContext]; ok {
+		if cl, ok := cfg.Clusters[c.Cluster]; ok {
+			out = append(out, cl.Server)
+		}
+	}
+	names := make([]string, 0, len(cfg.Clusters))
+	for n := range cfg.Clusters {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if s := cfg.Clusters[n].Server; !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
 }
 
 // RestConfigFor builds a client-go config from in-process API access.

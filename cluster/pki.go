@@ -86,7 +86,7 @@ func DeriveKeys(serverToken string) (*Keys, error) {
 		CAHash:    spkiHash(ca),
 		RaftKey:   derive(secret, "skiff raft v1", 32),
 		AgentKey:  agent,
-		GossipKey: derive(agent, "skiff gossip v1", 32),
+		GossipKey: gossipKey(agent),
 	}, nil
 }
 

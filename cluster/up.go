@@ -149,6 +149,10 @@ func Up(ctx context.Context, cfg UpConfig) (*LocalCluster, error) {
 	if err := writeAdminKubeconfig(lc, keys); err != nil {
 		return nil, err
 	}
+	// Agents join gossip with the agent token (the server token stays with the servers).
+	if err := os.WriteFile(filepath.Join(dir, agentTokenFile), []byte(keys.AgentToken()+"\n"), 0o600); err != nil {
+		return nil, err
+	}
 	for i := range lc.Processes {
 		p := &lc.Processes[i]
 		if p.Role != "server" {
@@ -206,6 +210,9 @@ func loadOrCreateToken(path string) (string, error) {
 	return t, os.WriteFile(path, []byte(t+"\n"), 0o600)
 }
 
+// agentTokenFile, in a local cluster's directory, holds the agent token.
+const agentTokenFile = "agent-token"
+
 // planLocalCluster picks names, free loopback ports and command lines.
 func planLocalCluster(dir string, cfg UpConfig) (*LocalCluster, error) {
 	lc := &LocalCluster{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig")}
@@ -260,7 +267,7 @@ func planLocalCluster(dir string, cfg UpConfig) (*LocalCluster, error) {
 	}
 	for i := 1; i <= cfg.Agents; i++ {
 		name := fmt.Sprintf("agent-%d", i)
-		host, ns, ports, err := addrs(name, 10250)
+		host, ns, ports, err := addrs(name, 10250, 7002)
 		if err != nil {
 			return nil, err
 		}
@@ -271,7 +278,11 @@ func planLocalCluster(dir string, cfg UpConfig) (*LocalCluster, error) {
 		p.LogFile = filepath.Join(p.DataDir, "agent.log")
 		p.Args = []string{"agent", "--name", name, "--data-dir", p.DataDir,
 			"--kubeconfig", filepath.Join(p.DataDir, "kubeconfig"), "--runtime", cfg.Runtime,
-			"--listen", fmt.Sprintf("%s:%d", host, ports[0]), "--node-ip", host}
+			"--listen", fmt.Sprintf("%s:%d", host, ports[0]), "--node-ip", host,
+			"--token-file", filepath.Join(dir, agentTokenFile), "--gossip-addr", fmt.Sprintf("%s:%d", host, ports[1])}
+		for _, g := range gossips {
+			p.Args = append(p.Args, "--join", g)
+		}
 		if cfg.TestImageBinary != "" && cfg.Runtime == "libcontainer" {
 			bin, err := filepath.Abs(cfg.TestImageBinary)
 			if err != nil {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -40,23 +41,54 @@ func newAgentCmd() *cobra.Command {
 		logLevel     string
 		server       string
 		token        string
+		tokenFile    string
+		gossipAddr   string
+		gossipAdv    string
+		join         []string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run a node agent (the kubelet role): registers the node and runs its pods",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if tokenFile != "" {
+				if err := readToken(&token, tokenFile); err != nil {
+					return err
+				}
+			}
+			seedsFile := filepath.Join(dataDir, "agent", "gossip-seeds")
 			if kubeconfig == "" {
 				if server == "" || token == "" {
 					return fmt.Errorf("give --kubeconfig, or --server and --token to join")
 				}
 				var err error
-				if kubeconfig, err = joinOnce(cmd.Context(), filepath.Join(dataDir, "agent", "kubeconfig"), server, token, cfg.NodeName); err != nil {
+				if kubeconfig, err = joinOnce(cmd.Context(), filepath.Join(dataDir, "agent", "kubeconfig"), seedsFile, server, token, cfg.NodeName); err != nil {
 					return err
 				}
 			}
 			rc, err := cluster.RestConfig(kubeconfig, "")
 			if err != nil {
 				return err
+			}
+			servers, err := cluster.KubeconfigServers(kubeconfig)
+			if err != nil {
+				return err
+			}
+			cfg.Logger = newLogger(logLevel)
+			// The agent reaches the API through whichever server is alive: those its
+			// kubeconfig names, and those gossip reports once it has joined.
+			pool := cluster.NewServerPool(servers)
+			rc = pool.RestConfig(rc)
+			if token != "" {
+				adv := gossipAdv
+				if host, port, err := net.SplitHostPort(gossipAddr); err == nil && adv == "" && nodeIP != "" && (host == "" || net.ParseIP(host).IsUnspecified()) {
+					adv = net.JoinHostPort(nodeIP, port)
+				}
+				if _, err := cluster.StartAgentMember(cmd.Context(), cluster.AgentMemberConfig{
+					Name: cfg.NodeName, AgentToken: token, BindAddr: gossipAddr, Advertise: adv, Join: join,
+					SeedsFile: seedsFile, Pool: pool, Logger: cfg.Logger.With("component", "gossip"),
+				}); err != nil {
+					return err
+				}
 			}
 			if cfg.Client, err = kubernetes.NewForConfig(rc); err != nil {
 				return err
@@ -66,7 +98,6 @@ func newAgentCmd() *cobra.Command {
 				return err
 			}
 			cfg.DataDir = filepath.Join(dataDir, "agent")
-			cfg.Logger = newLogger(logLevel)
 			if nodeIP != "" {
 				if cfg.NodeIP = net.ParseIP(nodeIP); cfg.NodeIP == nil {
 					return fmt.Errorf("--node-ip %q is not an IP", nodeIP)
@@ -112,7 +143,11 @@ func newAgentCmd() *cobra.Command {
 	f.StringVar(&cfg.NodeName, "name", hostname(), "this node's name")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig with this node's identity (system:node:<name>); or join with --server and --token")
 	f.StringVar(&server, "server", "", "a server's API URL to join through (with --token)")
-	f.StringVar(&token, "token", "", "the agent join token (<data-dir>/tls/agent-token on any server)")
+	f.StringVar(&token, "token", "", "the agent join token (<data-dir>/tls/agent-token on any server); also joins gossip")
+	f.StringVar(&tokenFile, "token-file", "", "file holding the agent token")
+	f.StringVar(&gossipAddr, "gossip-addr", "0.0.0.0:7002", "address for gossip membership (with a token)")
+	f.StringVar(&gossipAdv, "gossip-advertise", "", "gossip address others use (default: the node IP and the --gossip-addr port)")
+	f.StringSliceVar(&join, "join", nil, "a server's gossip address (repeatable); the join answer and earlier runs add more")
 	f.StringVar(&dataDir, "data-dir", "/var/lib/skiff", "data directory (agent/ holds images, containers, pod logs)")
 	f.StringVar(&runtimeName, "runtime", "libcontainer", "libcontainer, or hollow to simulate a node")
 	f.StringVar(&cfg.ListenAddr, "listen", ":10250", "address of the agent's HTTPS endpoint (logs, exec)")
@@ -126,13 +161,22 @@ func newAgentCmd() *cobra.Command {
 }
 
 // joinOnce returns the kubeconfig from an earlier join, or joins now and writes it.
-func joinOnce(ctx context.Context, path, server, token, name string) (string, error) {
+// The servers' gossip addresses in the answer seed this agent's gossip.
+func joinOnce(ctx context.Context, path, seedsFile, server, token, name string) (string, error) {
 	if _, err := os.Stat(path); err == nil {
 		return path, nil
 	}
 	j, err := cluster.Join(ctx, server, token, name)
 	if err != nil {
 		return "", err
+	}
+	if len(j.GossipSeeds) > 0 {
+		if err := os.MkdirAll(filepath.Dir(seedsFile), 0o700); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(seedsFile, []byte(strings.Join(j.GossipSeeds, "\n")+"\n"), 0o600); err != nil {
+			return "", err
+		}
 	}
 	return path, cluster.WriteNodeKubeconfig(path, server, name, j)
 }
