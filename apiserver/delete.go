@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/skiff-dev/skiff/raftstore"
 )
@@ -52,6 +54,14 @@ func (s *Server) deleteOptions(r *http.Request) (*metav1.DeleteOptions, error) {
 	if opts.GracePeriodSeconds != nil && *opts.GracePeriodSeconds < 0 {
 		zero := int64(0)
 		opts.GracePeriodSeconds = &zero
+	}
+	if opts.OrphanDependents != nil && opts.PropagationPolicy != nil {
+		return nil, apierrors.NewInvalid(metav1.SchemeGroupVersion.WithKind("DeleteOptions").GroupKind(), "", field.ErrorList{
+			field.Invalid(field.NewPath("propagationPolicy"), *opts.PropagationPolicy, "orphanDependents and deletionPropagation cannot be both set")})
+	}
+	if p := opts.PropagationPolicy; p != nil && *p != metav1.DeletePropagationOrphan && *p != metav1.DeletePropagationBackground && *p != metav1.DeletePropagationForeground {
+		return nil, apierrors.NewInvalid(metav1.SchemeGroupVersion.WithKind("DeleteOptions").GroupKind(), "", field.ErrorList{
+			field.NotSupported(field.NewPath("propagationPolicy"), *p, []string{string(metav1.DeletePropagationForeground), string(metav1.DeletePropagationBackground), string(metav1.DeletePropagationOrphan)})})
 	}
 	for _, d := range opts.DryRun {
 		if d != "All" {
@@ -96,7 +106,11 @@ func (s *Server) deleteObject(ctx context.Context, q *request, name string, opts
 		if q.rs.Graceful != nil {
 			grace, graceful = q.rs.Graceful(cur, opts)
 		}
-		finalizers := allFinalizers(q.rs, cur)
+		upd := cur.DeepCopyObject()
+		um, _ := meta.Accessor(upd)
+		gcFin, finChanged := gcFinalizers(m.GetFinalizers(), opts)
+		um.SetFinalizers(gcFin)
+		finalizers := allFinalizers(q.rs, upd)
 		if len(opts.DryRun) > 0 {
 			return cur, nil
 		}
@@ -109,18 +123,21 @@ func (s *Server) deleteObject(ctx context.Context, q *request, name string, opts
 			}
 			return cur, nil
 		}
-		// Mark for deletion; a repeated delete may only shorten the grace period.
-		upd := cur.DeepCopyObject()
-		um, _ := meta.Accessor(upd)
-		if old := um.GetDeletionGracePeriodSeconds(); um.GetDeletionTimestamp() != nil && (!graceful || (old != nil && *old <= grace)) {
-			return cur, nil
-		}
+		// Mark for deletion. A repeated delete may shorten the grace period or change the
+		// propagation policy; otherwise it changes nothing.
 		now := metav1.NewTime(s.cfg.Now())
-		if graceful {
+		old := um.GetDeletionGracePeriodSeconds()
+		shorter := graceful && (old == nil || *old > grace)
+		switch {
+		case um.GetDeletionTimestamp() != nil && !shorter && !finChanged:
+			return cur, nil
+		case um.GetDeletionTimestamp() != nil && !shorter:
+			// Only the finalizers change; the deletion keeps its timestamp.
+		case graceful:
 			deadline := metav1.NewTime(now.Add(secondsDuration(grace)))
 			um.SetDeletionTimestamp(&deadline)
 			um.SetDeletionGracePeriodSeconds(&grace)
-		} else {
+		default:
 			um.SetDeletionTimestamp(&now)
 			zero := int64(0)
 			um.SetDeletionGracePeriodSeconds(&zero)
@@ -138,6 +155,42 @@ func (s *Server) deleteObject(ctx context.Context, q *request, name string, opts
 		return out, nil
 	}
 	return nil, apierrors.NewConflict(q.gr(), name, errors.New("too many concurrent changes"))
+}
+
+// gcFinalizers applies a delete's propagation policy as kube-apiserver does: Orphan (or
+// orphanDependents) puts the "orphan" finalizer on the object and Foreground
+// "foregroundDeletion"; the garbage collector then orphans or deletes the dependents and
+// removes it. Background, the default, takes both off. Without a policy, a finalizer already
+// on the object decides. It reports whether the finalizers change.
+func gcFinalizers(cur []string, opts *metav1.DeleteOptions) ([]string, bool) {
+	orphan, foreground := slices.Contains(cur, metav1.FinalizerOrphanDependents), slices.Contains(cur, metav1.FinalizerDeleteDependents)
+	switch {
+	case opts.OrphanDependents != nil:
+		orphan, foreground = *opts.OrphanDependents, false
+	case opts.PropagationPolicy != nil:
+		orphan = *opts.PropagationPolicy == metav1.DeletePropagationOrphan
+		foreground = *opts.PropagationPolicy == metav1.DeletePropagationForeground
+	}
+	out := make([]string, 0, len(cur)+1)
+	for _, f := range cur {
+		if f != metav1.FinalizerOrphanDependents && f != metav1.FinalizerDeleteDependents {
+			out = append(out, f)
+		}
+	}
+	if orphan {
+		out = append(out, metav1.FinalizerOrphanDependents)
+	}
+	if foreground {
+		out = append(out, metav1.FinalizerDeleteDependents)
+	}
+	changed := len(out) != len(cur)
+	for _, f := range out {
+		changed = changed || !slices.Contains(cur, f)
+	}
+	if len(out) == 0 && len(cur) == 0 {
+		return cur, false
+	}
+	return out, changed
 }
 
 func (s *Server) handleDeleteCollection(w http.ResponseWriter, r *http.Request, q *request) {
