@@ -27,7 +27,9 @@ func TestDeletePropagationPolicySetsGCFinalizers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	policy := func(p metav1.DeletionPropagation) metav1.DeleteOptions { return metav1.DeleteOptions{PropagationPolicy: &p} }
+	policy := func(p metav1.DeletionPropagation) metav1.DeleteOptions {
+		return metav1.DeleteOptions{PropagationPolicy: &p}
+	}
 	for name, want := range map[string]string{"fg": metav1.FinalizerDeleteDependents, "orphan": metav1.FinalizerOrphanDependents} {
 		p := metav1.DeletePropagationForeground
 		if name == "orphan" {
