@@ -37,6 +37,7 @@ func bootstrapObjects() []runtime.Object {
 			Resources: []string{"selfsubjectaccessreviews", "selfsubjectrulesreviews"}}),
 		cr("system:node",
 			rbacv1.PolicyRule{Verbs: read, APIGroups: []string{""}, Resources: []string{"nodes", "pods", "services", "endpoints", "configmaps", "secrets", "namespaces"}},
+			rbacv1.PolicyRule{Verbs: read, APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}},
 			rbacv1.PolicyRule{Verbs: []string{"create", "update", "patch", "delete"}, APIGroups: []string{""}, Resources: []string{"nodes", "nodes/status", "pods/status"}},
 			rbacv1.PolicyRule{Verbs: []string{"create", "update", "patch"}, APIGroups: []string{"", "events.k8s.io"}, Resources: []string{"events"}},
 			rbacv1.PolicyRule{Verbs: append(read, "create", "update", "patch", "delete"), APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}}),

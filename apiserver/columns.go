@@ -10,6 +10,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/duration"
@@ -28,21 +29,22 @@ func col(name, typ string, wide bool) metav1.TableColumnDefinition {
 }
 
 var (
-	namespaceColumns  = []metav1.TableColumnDefinition{col("Name", "string", false), col("Status", "string", false), col("Age", "string", false)}
-	nodeColumns       = []metav1.TableColumnDefinition{col("Name", "string", false), col("Status", "string", false), col("Roles", "string", false), col("Age", "string", false), col("Version", "string", false), col("Internal-IP", "string", true), col("External-IP", "string", true), col("OS-Image", "string", true), col("Kernel-Version", "string", true), col("Container-Runtime", "string", true)}
-	podColumns        = []metav1.TableColumnDefinition{col("Name", "string", false), col("Ready", "string", false), col("Status", "string", false), col("Restarts", "string", false), col("Age", "string", false), col("IP", "string", true), col("Node", "string", true), col("Nominated Node", "string", true), col("Readiness Gates", "string", true)}
-	serviceColumns    = []metav1.TableColumnDefinition{col("Name", "string", false), col("Type", "string", false), col("Cluster-IP", "string", false), col("External-IP", "string", false), col("Port(s)", "string", false), col("Age", "string", false), col("Selector", "string", true)}
-	endpointsColumns  = []metav1.TableColumnDefinition{col("Name", "string", false), col("Endpoints", "string", false), col("Age", "string", false)}
-	dataColumns       = []metav1.TableColumnDefinition{col("Name", "string", false), col("Data", "integer", false), col("Age", "string", false)}
-	secretColumns     = []metav1.TableColumnDefinition{col("Name", "string", false), col("Type", "string", false), col("Data", "integer", false), col("Age", "string", false)}
-	saColumns         = []metav1.TableColumnDefinition{col("Name", "string", false), col("Secrets", "integer", false), col("Age", "string", false)}
-	eventColumns      = []metav1.TableColumnDefinition{col("Last Seen", "string", false), col("Type", "string", false), col("Reason", "string", false), col("Object", "string", false), col("Subobject", "string", true), col("Source", "string", true), col("Message", "string", false), col("First Seen", "string", true), col("Count", "string", true), col("Name", "string", true)}
-	deploymentColumns = []metav1.TableColumnDefinition{col("Name", "string", false), col("Ready", "string", false), col("Up-to-date", "string", false), col("Available", "string", false), col("Age", "string", false), col("Containers", "string", true), col("Images", "string", true), col("Selector", "string", true)}
-	replicaSetColumns = []metav1.TableColumnDefinition{col("Name", "string", false), col("Desired", "integer", false), col("Current", "integer", false), col("Ready", "integer", false), col("Age", "string", false), col("Containers", "string", true), col("Images", "string", true), col("Selector", "string", true)}
-	daemonSetColumns  = []metav1.TableColumnDefinition{col("Name", "string", false), col("Desired", "integer", false), col("Current", "integer", false), col("Ready", "integer", false), col("Up-to-date", "integer", false), col("Available", "integer", false), col("Node Selector", "string", false), col("Age", "string", false), col("Containers", "string", true), col("Images", "string", true), col("Selector", "string", true)}
-	jobColumns        = []metav1.TableColumnDefinition{col("Name", "string", false), col("Status", "string", false), col("Completions", "string", false), col("Duration", "string", false), col("Age", "string", false), col("Containers", "string", true), col("Images", "string", true), col("Selector", "string", true)}
-	leaseColumns      = []metav1.TableColumnDefinition{col("Name", "string", false), col("Holder", "string", false), col("Age", "string", false)}
-	bindingColumns    = []metav1.TableColumnDefinition{col("Name", "string", false), col("Role", "string", false), col("Age", "string", false)}
+	namespaceColumns     = []metav1.TableColumnDefinition{col("Name", "string", false), col("Status", "string", false), col("Age", "string", false)}
+	nodeColumns          = []metav1.TableColumnDefinition{col("Name", "string", false), col("Status", "string", false), col("Roles", "string", false), col("Age", "string", false), col("Version", "string", false), col("Internal-IP", "string", true), col("External-IP", "string", true), col("OS-Image", "string", true), col("Kernel-Version", "string", true), col("Container-Runtime", "string", true)}
+	podColumns           = []metav1.TableColumnDefinition{col("Name", "string", false), col("Ready", "string", false), col("Status", "string", false), col("Restarts", "string", false), col("Age", "string", false), col("IP", "string", true), col("Node", "string", true), col("Nominated Node", "string", true), col("Readiness Gates", "string", true)}
+	serviceColumns       = []metav1.TableColumnDefinition{col("Name", "string", false), col("Type", "string", false), col("Cluster-IP", "string", false), col("External-IP", "string", false), col("Port(s)", "string", false), col("Age", "string", false), col("Selector", "string", true)}
+	endpointsColumns     = []metav1.TableColumnDefinition{col("Name", "string", false), col("Endpoints", "string", false), col("Age", "string", false)}
+	dataColumns          = []metav1.TableColumnDefinition{col("Name", "string", false), col("Data", "integer", false), col("Age", "string", false)}
+	secretColumns        = []metav1.TableColumnDefinition{col("Name", "string", false), col("Type", "string", false), col("Data", "integer", false), col("Age", "string", false)}
+	saColumns            = []metav1.TableColumnDefinition{col("Name", "string", false), col("Secrets", "integer", false), col("Age", "string", false)}
+	eventColumns         = []metav1.TableColumnDefinition{col("Last Seen", "string", false), col("Type", "string", false), col("Reason", "string", false), col("Object", "string", false), col("Subobject", "string", true), col("Source", "string", true), col("Message", "string", false), col("First Seen", "string", true), col("Count", "string", true), col("Name", "string", true)}
+	deploymentColumns    = []metav1.TableColumnDefinition{col("Name", "string", false), col("Ready", "string", false), col("Up-to-date", "string", false), col("Available", "string", false), col("Age", "string", false), col("Containers", "string", true), col("Images", "string", true), col("Selector", "string", true)}
+	replicaSetColumns    = []metav1.TableColumnDefinition{col("Name", "string", false), col("Desired", "integer", false), col("Current", "integer", false), col("Ready", "integer", false), col("Age", "string", false), col("Containers", "string", true), col("Images", "string", true), col("Selector", "string", true)}
+	daemonSetColumns     = []metav1.TableColumnDefinition{col("Name", "string", false), col("Desired", "integer", false), col("Current", "integer", false), col("Ready", "integer", false), col("Up-to-date", "integer", false), col("Available", "integer", false), col("Node Selector", "string", false), col("Age", "string", false), col("Containers", "string", true), col("Images", "string", true), col("Selector", "string", true)}
+	jobColumns           = []metav1.TableColumnDefinition{col("Name", "string", false), col("Status", "string", false), col("Completions", "string", false), col("Duration", "string", false), col("Age", "string", false), col("Containers", "string", true), col("Images", "string", true), col("Selector", "string", true)}
+	endpointSliceColumns = []metav1.TableColumnDefinition{col("Name", "string", false), col("AddressType", "string", false), col("Ports", "string", false), col("Endpoints", "string", false), col("Age", "string", false)}
+	leaseColumns         = []metav1.TableColumnDefinition{col("Name", "string", false), col("Holder", "string", false), col("Age", "string", false)}
+	bindingColumns       = []metav1.TableColumnDefinition{col("Name", "string", false), col("Role", "string", false), col("Age", "string", false)}
 )
 
 func namespaceRow(o runtime.Object, now time.Time) []any {
@@ -184,6 +186,31 @@ func endpointsRow(o runtime.Object, now time.Time) []any {
 		}
 	}
 	return []any{e.Name, orNone(strings.Join(list, ",")), age(e, now)}
+}
+
+// endpointSliceRow prints as kubectl does: ports joined, at most three addresses then
+// "+ N more...".
+func endpointSliceRow(o runtime.Object, now time.Time) []any {
+	e := o.(*discoveryv1.EndpointSlice)
+	var ports []string
+	for _, p := range e.Ports {
+		if p.Port != nil {
+			ports = append(ports, fmt.Sprint(*p.Port))
+		}
+	}
+	var addrs []string
+	for _, ep := range e.Endpoints {
+		addrs = append(addrs, ep.Addresses...)
+	}
+	list := strings.Join(addrs, ",")
+	if len(addrs) > 3 {
+		list = fmt.Sprintf("%s + %d more...", strings.Join(addrs[:3], ","), len(addrs)-3)
+	}
+	portList := strings.Join(ports, ",")
+	if len(ports) == 0 && len(e.Ports) > 0 {
+		portList = "<unset>"
+	}
+	return []any{e.Name, string(e.AddressType), orNone(portList), orNone(list), age(e, now)}
 }
 
 func secretRow(o runtime.Object, now time.Time) []any {

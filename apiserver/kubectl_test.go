@@ -85,6 +85,12 @@ func TestKubectlEverydayWork(t *testing.T) {
 	mustKubectl(t, kc0, "", "configmap/cfg created", "create", "configmap", "cfg", "-n", "team", "--from-literal=k=v")
 	mustKubectl(t, kc1, "", "cfg", "get", "cm", "-n", "team", "--show-labels")
 	mustKubectl(t, kc1, "", "Number of desired pods", "explain", "deployment.spec.replicas")
+	// Every group's OpenAPI document is served (one kind each, groups in discovery order).
+	mustKubectl(t, kc1, "", "SubjectAccessReviewSpec", "explain", "subjectaccessreviews.spec")
+	mustKubectl(t, kc1, "", "completions", "explain", "jobs.spec")
+	mustKubectl(t, kc1, "", "holderIdentity", "explain", "leases.spec")
+	mustKubectl(t, kc1, "", "addresses", "explain", "endpointslices.endpoints")
+	mustKubectl(t, kc1, "", "PolicyRule", "explain", "roles.rules")
 	mustKubectl(t, kc1, "", "deployments", "api-resources")
 
 	// Validation errors come back as 422 with the field.

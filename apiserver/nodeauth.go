@@ -19,6 +19,7 @@ func nodeName(u *UserInfo) (string, bool) {
 var nodeReadable = map[string]bool{
 	"nodes": true, "pods": true, "services": true, "endpoints": true, "configmaps": true,
 	"secrets": true, "namespaces": true, "leases": true, "events": true, "serviceaccounts": true,
+	"endpointslices": true,
 }
 
 // nodeAllowed is the Node authorizer plus NodeRestriction admission, simplified: a node

@@ -90,8 +90,6 @@ func (o *openAPI) addPaths(paths map[string]any, b *schemaBuilder, rs *Resource,
 		coll = base + "/namespaces/{namespace}/" + rs.GVR.Resource
 	}
 	obj := b.ref(reflect.TypeOf(rs.newObject(o.s.codecs)).Elem())
-	listObj, _ := o.s.codecs.scheme.New(rs.GVR.GroupVersion().WithKind(rs.Kind + "List"))
-	list := b.ref(reflect.TypeOf(listObj).Elem())
 	b.ref(reflect.TypeOf(metav1.Status{}))
 	gvk := map[string]string{"group": rs.GVR.Group, "version": rs.GVR.Version, "kind": rs.Kind}
 	op := func(action, id string, ref map[string]any, params ...string) map[string]any {
@@ -117,6 +115,16 @@ func (o *openAPI) addPaths(paths map[string]any, b *schemaBuilder, rs *Resource,
 		return m
 	}
 	write := []string{"dryRun", "fieldManager", "fieldValidation"}
+	if rs.Serve != nil {
+		// Computed, create-only kinds (access reviews) have no list type and no items.
+		paths[base+"/"+rs.GVR.Resource] = map[string]any{"post": op("post", "create", obj, write...)}
+		return
+	}
+	listObj, err := o.s.codecs.scheme.New(rs.GVR.GroupVersion().WithKind(rs.Kind + "List"))
+	if err != nil {
+		return
+	}
+	list := b.ref(reflect.TypeOf(listObj).Elem())
 	paths[coll] = map[string]any{
 		"get":  op("list", "list", list, "labelSelector", "fieldSelector", "limit", "continue", "resourceVersion", "watch"),
 		"post": op("post", "create", obj, write...),

@@ -50,6 +50,8 @@ func builtinResources() []*Resource {
 			Columns: serviceColumns, Row: serviceRow},
 		{GVR: gvr("", "v1", "endpoints"), Kind: "Endpoints", Namespaced: true, ShortNames: []string{"ep"},
 			Columns: endpointsColumns, Row: endpointsRow},
+		{GVR: gvr("discovery.k8s.io", "v1", "endpointslices"), Kind: "EndpointSlice", Namespaced: true,
+			Columns: endpointSliceColumns, Row: endpointSliceRow},
 		{GVR: gvr("", "v1", "configmaps"), Kind: "ConfigMap", Namespaced: true, ShortNames: []string{"cm"},
 			Validate: validateConfigMap, Columns: dataColumns, Row: func(o runtime.Object, now time.Time) []any {
 				c := o.(*corev1.ConfigMap)
