@@ -5,6 +5,7 @@ import (
 	"github.com/skiff-dev/skiff/controllers/deployment"
 	"github.com/skiff-dev/skiff/controllers/framework"
 	"github.com/skiff-dev/skiff/controllers/garbagecollector"
+	"github.com/skiff-dev/skiff/controllers/job"
 	"github.com/skiff-dev/skiff/controllers/namespace"
 	"github.com/skiff-dev/skiff/controllers/nodeipam"
 	"github.com/skiff-dev/skiff/controllers/nodelifecycle"
@@ -21,6 +22,7 @@ func Builtins() []framework.Plugin {
 		replicaset.Plugin,
 		deployment.Plugin,
 		daemonset.Plugin,
+		job.Plugin,
 		nodelifecycle.Plugin,
 		podgc.Plugin,
 		nodeipam.Plugin,

@@ -33,6 +33,10 @@ type Options struct {
 	ClusterCIDR      string
 	NodeCIDRMaskSize int
 
+	// JobPodFailureBackoff: the delay before a Job replaces a failed pod, doubled for each
+	// further failure up to 6m (kube-controller-manager's DefaultJobPodFailureBackOff, 10s).
+	JobPodFailureBackoff time.Duration
+
 	// SchedulerScoring is "LeastAllocated" (default) or "MostAllocated" for the resource fit
 	// score; balanced allocation is always scored too, as in kube-scheduler's default profile.
 	SchedulerScoring string
@@ -60,6 +64,7 @@ func (o Options) Defaulted() Options {
 		o.TerminatedPodGCThreshold = 12500
 	}
 	def(&o.PodGCPeriod, 20*time.Second)
+	def(&o.JobPodFailureBackoff, 10*time.Second)
 	if o.ClusterCIDR == "" {
 		o.ClusterCIDR = "10.244.0.0/16"
 	}
