@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/skiff-dev/skiff/cluster"
 )
@@ -29,6 +32,20 @@ type ChaosOptions struct {
 	Clients      int    // register clients per server
 	Keys         int
 	Progress     io.Writer
+
+	// The pod workloads: churn lanes (Deployments created, scaled, rolled, deleted), bare
+	// pods per second, and the steady Deployment's replicas per agent.
+	ChurnLanes int
+	PodRate    float64
+	SteadyPer  int
+	// NodeGrace is the servers' --node-monitor-grace-period and Toleration the workload
+	// pods' tolerationSeconds for an unreachable node: together they bound how soon a
+	// killed agent's pods are evicted and replaced.
+	NodeGrace  time.Duration
+	Toleration time.Duration
+	// ConvergeBound: how long after the last fault every Deployment must be at its desired
+	// ready replicas, and every deleted pod gone.
+	ConvergeBound time.Duration
 }
 
 // RunChaos starts a fresh three-server cluster with hollow agents, runs the register
@@ -78,6 +95,7 @@ func RunChaos(ctx context.Context, o ChaosOptions) (*ChaosResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	inj := &injector{c: c, say: say}
 	if slices.Contains(o.Faults, FaultNetem) {
 		// tc netem needs the kernel's sch_netem, which a sandbox may lack.
 		first := c.servers()[0]
@@ -98,12 +116,72 @@ func RunChaos(ctx context.Context, o ChaosOptions) (*ChaosResult, error) {
 	if err := preflight(ctx, regs[c.servers()[0]]); err != nil {
 		return nil, err
 	}
+	// The node lifecycle timings: restart every server with them (cluster.Up takes no
+	// extra server flags); restarts and leader kills later keep them.
+	say("restarting the servers with --node-monitor-grace-period %v", o.NodeGrace)
+	for _, s := range c.servers() {
+		if err := c.kill(s); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range c.servers() {
+		if err := c.restart(s, "--node-monitor-grace-period", o.NodeGrace.String(), "--node-monitor-period", "1s"); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.waitHealthy(ctx, 60*time.Second); err != nil {
+		return nil, err
+	}
+	if err := preflight(ctx, regs[c.servers()[0]]); err != nil {
+		return nil, err
+	}
+	if slices.Contains(o.Faults, FaultSlowDisk) {
+		disk, err := newSlowDisk(c.proc(c.servers()[0]).DataDir)
+		if err != nil {
+			o.Faults = slices.DeleteFunc(o.Faults, func(k string) bool { return k == FaultSlowDisk })
+			res.Skipped = append(res.Skipped, "slow-disk: "+err.Error())
+			say("skipping slow-disk: %v", err)
+		} else {
+			defer disk.close()
+			inj.disk = disk
+		}
+	}
+
+	// The pod workloads and the pod watch run through a client that fails over between
+	// servers; the watch outlives the load, for the checks.
+	var servers []string
+	for _, t := range c.targets {
+		servers = append(servers, t.APIURL)
+	}
+	pcs, err := kubernetes.NewForConfig(failoverConfig(c.configs[c.servers()[0]], servers))
+	if err != nil {
+		return nil, err
+	}
+	verbs := newVerbStats()
+	tracker := newPodTracker(time.Now())
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	var watchWG sync.WaitGroup
+	defer func() { stopWatch(); watchWG.Wait() }()
+	watchWG.Go(func() { tracker.run(watchCtx, pcs, chaosNS) })
+	pl := &podLoad{cs: pcs, verbs: verbs, pods: tracker, lanes: o.ChurnLanes, rate: o.PodRate, lifetime: 10 * time.Second,
+		tolerate: int64(o.Toleration / time.Second), steady: int32(o.SteadyPer * max(o.Agents, 1)), deleted: map[string]time.Time{}}
+	if o.Agents > 0 {
+		if err := pl.setup(ctx); err != nil {
+			return nil, err
+		}
+		if err := pl.waitSteady(ctx, 90*time.Second); err != nil {
+			return nil, err
+		}
+		inj.pods, inj.steady = tracker, int(pl.steady)
+		inj.rescheduleBound = o.NodeGrace + o.Toleration + 60*time.Second
+	}
 
 	plan := planFaults(o.Seed, o.Faults, o.Duration, o.LeaderKills)
 	say("load for %v with %d clients per server on %d keys; %d faults planned (seed %d)", o.Duration, o.Clients, o.Keys, len(plan), o.Seed)
 	t0 := time.Now()
 	load := newRegisterLoad(t0, o.Keys, opTimeout)
-	inj := &injector{c: c, t0: t0, say: say}
+	load.verbs = verbs
+	inj.t0 = t0
 	loadCtx, stop := context.WithTimeout(ctx, o.Duration)
 	defer stop()
 	var wg sync.WaitGroup
@@ -112,8 +190,16 @@ func RunChaos(ctx context.Context, o ChaosOptions) (*ChaosResult, error) {
 			wg.Go(func() { load.run(loadCtx, i*o.Clients+k, s, regs[s]) })
 		}
 	}
+	if o.Agents > 0 {
+		for lane := range o.ChurnLanes {
+			wg.Go(func() { pl.churn(loadCtx, lane) })
+		}
+		wg.Go(func() { pl.podRate(loadCtx) })
+	}
+	sampler := newResourceSampler(c.servers(), c.pid)
+	wg.Go(func() { res.Resources = sampler.run(loadCtx) })
 	wg.Go(func() { inj.run(loadCtx, plan) })
-	wg.Go(func() { progress(loadCtx, t0, load, inj, o.Progress) })
+	wg.Go(func() { progress(loadCtx, t0, load, inj, tracker, o.Progress) })
 	<-loadCtx.Done()
 	wg.Wait()
 	if ctx.Err() != nil {
@@ -146,6 +232,25 @@ func RunChaos(ctx context.Context, o ChaosOptions) (*ChaosResult, error) {
 	if !res.Linearizable {
 		res.explain = explainHistory(chk)
 	}
+	if o.Agents > 0 {
+		lastFault := t0
+		for _, f := range res.Faults {
+			if f.End.After(lastFault) {
+				lastFault = f.End
+			}
+		}
+		say("checking that every Deployment converges within %v of the last fault, and the pods", o.ConvergeBound)
+		dc := pl.waitConverged(ctx, lastFault, o.ConvergeBound)
+		res.Deployments = &dc
+		// Pods asked to go must be gone within the same bound (they may have been asked
+		// just before the load ended).
+		for deadline := time.Now().Add(o.ConvergeBound); tracker.terminating() > 0 && time.Now().Before(deadline); {
+			sleepCtx(ctx, time.Second)
+		}
+		pc := tracker.check(time.Now(), o.ConvergeBound, pl.deletedApps())
+		res.Pods = &pc
+	}
+	res.Verbs = verbs.results(o.Duration)
 
 	if o.Peer == "etcd" {
 		say("peer: etcd, register workload and leader kills for %v", o.PeerDuration)
@@ -167,6 +272,9 @@ func preflight(ctx context.Context, r *configMapRegister) error {
 	for time.Now().Before(deadline) {
 		octx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err = r.create(octx, "chaos-preflight", "x")
+		if errors.Is(err, errCASFailed) {
+			err = nil // there from an earlier preflight
+		}
 		if err == nil {
 			_, _, err = r.get(octx, "chaos-preflight")
 		}
@@ -180,7 +288,7 @@ func preflight(ctx context.Context, r *configMapRegister) error {
 }
 
 // progress prints one line every five seconds: phase, fault in effect, ops/s and errors.
-func progress(ctx context.Context, t0 time.Time, l *registerLoad, inj *injector, w io.Writer) {
+func progress(ctx context.Context, t0 time.Time, l *registerLoad, inj *injector, pt *podTracker, w io.Writer) {
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	for {
@@ -189,8 +297,8 @@ func progress(ctx context.Context, t0 time.Time, l *registerLoad, inj *injector,
 			return
 		case <-tick.C:
 			ops, errs := l.tl.rate(5)
-			fmt.Fprintf(w, "chaos: [%4.0fs] phase=load fault=%s ops/s=%.0f errors/s=%.1f errors=%d\n",
-				time.Since(t0).Seconds(), inj.inEffect(), ops, errs, l.errs.Load())
+			fmt.Fprintf(w, "chaos: [%4.0fs] phase=load fault=%s ops/s=%.0f errors/s=%.1f errors=%d pods=%d terminating=%d\n",
+				time.Since(t0).Seconds(), inj.inEffect(), ops, errs, l.errs.Load(), pt.seen(), pt.terminating())
 		}
 	}
 }

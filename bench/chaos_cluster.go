@@ -2,11 +2,14 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -18,6 +21,7 @@ import (
 // chaosCluster is the skiff cluster under test: the processes cluster.Up started, found,
 // killed and restarted through cluster.json's pids, never by name.
 type chaosCluster struct {
+	mu      sync.Mutex // guards the pids in lc, which restarts change while samplers read
 	lc      *cluster.LocalCluster
 	configs map[string]*rest.Config // per server name
 	targets []cluster.StatusTarget
@@ -145,35 +149,82 @@ func (c *chaosCluster) waitHealthy(ctx context.Context, timeout time.Duration) e
 	return fmt.Errorf("bench: cluster not healthy after %v: %w", timeout, last)
 }
 
+// pid is the process's current pid, 0 if there is no such process.
+func (c *chaosCluster) pid(name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p := c.proc(name); p != nil {
+		return p.PID
+	}
+	return 0
+}
+
 // kill SIGKILLs a process by the pid cluster.json recorded and waits until it is gone.
 func (c *chaosCluster) kill(name string) error {
-	p := c.proc(name)
-	if p == nil || p.PID <= 0 {
+	pid := c.pid(name)
+	if pid <= 0 {
 		return fmt.Errorf("bench: no process %s", name)
 	}
-	if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
-		return fmt.Errorf("bench: kill %s (pid %d): %w", name, p.PID, err)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("bench: kill %s (pid %d): %w", name, pid, err)
 	}
-	for i := 0; i < 100 && syscall.Kill(p.PID, 0) == nil && !zombie(p.PID); i++ {
+	for i := 0; i < 100 && syscall.Kill(pid, 0) == nil && !zombie(pid); i++ {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return nil
 }
 
-func (c *chaosCluster) restart(name string) error {
+// restart starts the process again, with extra arguments appended to its command line
+// for good.
+func (c *chaosCluster) restart(name string, extra ...string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	p := c.proc(name)
 	if p == nil {
 		return fmt.Errorf("bench: no process %s", name)
 	}
-	return cluster.StartProcess(c.lc, p)
+	p.Args = append(p.Args, extra...)
+	if err := cluster.StartProcess(c.lc, p); err != nil {
+		return err
+	}
+	return c.recordPID(p.Name, p.PID, p.Args)
+}
+
+// recordPID writes a restarted process's pid and command line into cluster.json, so that
+// cluster.Down (at the end of the run, or by hand after a crash of the benchmark) stops
+// the running process, not the one killed earlier. Other fields are kept as they are.
+func (c *chaosCluster) recordPID(name string, pid int, args []string) error {
+	path := filepath.Join(c.lc.Dir, "cluster.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return fmt.Errorf("bench: %s: %w", path, err)
+	}
+	procs, _ := doc["processes"].([]any)
+	for _, p := range procs {
+		if m, ok := p.(map[string]any); ok && m["name"] == name {
+			m["pid"], m["args"] = pid, args
+		}
+	}
+	if b, err = json.MarshalIndent(doc, "", "  "); err != nil {
+		return err
+	}
+	tmp := path + ".bench"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 func (c *chaosCluster) signal(name string, sig syscall.Signal) error {
-	p := c.proc(name)
-	if p == nil || p.PID <= 0 {
+	pid := c.pid(name)
+	if pid <= 0 {
 		return fmt.Errorf("bench: no process %s", name)
 	}
-	return syscall.Kill(p.PID, sig)
+	return syscall.Kill(pid, sig)
 }
 
 // netem adds (on) or removes delay and loss on the server's side of its veth, inside its
@@ -209,8 +260,10 @@ func zombie(pid int) bool {
 func (c *chaosCluster) exitedAfterRestart(targets []string) string {
 	var b strings.Builder
 	for _, t := range targets {
+		c.mu.Lock()
 		p := c.proc(t)
-		if p == nil || (syscall.Kill(p.PID, 0) == nil && !zombie(p.PID)) {
+		c.mu.Unlock()
+		if p == nil || (syscall.Kill(c.pid(t), 0) == nil && !zombie(c.pid(t))) {
 			continue
 		}
 		last := ""

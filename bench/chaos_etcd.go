@@ -165,8 +165,10 @@ func setUnavailability(f *FaultResult, succ successLog, end time.Duration) {
 	if f.Start.IsZero() {
 		return
 	}
-	worst, per := unavailability(succ, time.Duration(f.StartS*float64(time.Second)), end, f.Targets)
-	f.UnavailableMs = ms(worst)
+	start := time.Duration(f.StartS * float64(time.Second))
+	until := start + time.Duration(f.RecoveredMs*float64(time.Millisecond))
+	worst, targeted, per := unavailability(succ, start, until, end, f.Targets)
+	f.UnavailableMs, f.TargetedMs = ms(worst), ms(targeted)
 	f.PerServerMs = map[string]float64{}
 	for s, d := range per {
 		f.PerServerMs[s] = ms(d)

@@ -13,19 +13,27 @@ import (
 
 // FaultResult is one injected fault as result.json reports it.
 type FaultResult struct {
-	System        string             `json:"system"` // skiff or etcd
-	Kind          string             `json:"kind"`
-	Targets       []string           `json:"targets"`
-	Start         time.Time          `json:"start"`
-	End           time.Time          `json:"end"`
-	StartS        float64            `json:"start_s"` // from the start of the load
-	EndS          float64            `json:"end_s"`
+	System  string    `json:"system"` // skiff or etcd
+	Kind    string    `json:"kind"`
+	Targets []string  `json:"targets"`
+	Start   time.Time `json:"start"`
+	End     time.Time `json:"end"`
+	StartS  float64   `json:"start_s"` // from the start of the load
+	EndS    float64   `json:"end_s"`
+	// UnavailableMs is the longest time without an acknowledged write, overlapping the
+	// fault and its recovery, among the servers the fault spared (all for restart-all);
+	// TargetedMs the same on the servers it hit (for a partition, at least its length).
 	UnavailableMs float64            `json:"unavailable_ms"`
+	TargetedMs    float64            `json:"targeted_unavailable_ms"`
 	PerServerMs   map[string]float64 `json:"per_server_unavailable_ms"`
 	ElectionMs    float64            `json:"leader_election_ms,omitempty"`
 	RecoveredMs   float64            `json:"recovered_ms"` // from start to healthy again
-	Applied       bool               `json:"applied"`      // false: injecting it failed; left out of the figures
-	Error         string             `json:"error,omitempty"`
+	// A killed agent: how many steady pods it ran, and the time from the kill until as
+	// many were ready on other nodes again (evicted and replaced).
+	PodsOnTarget int     `json:"pods_on_target,omitempty"`
+	RescheduleMs float64 `json:"reschedule_ms,omitempty"`
+	Applied      bool    `json:"applied"` // false: injecting it failed; left out of the figures
+	Error        string  `json:"error,omitempty"`
 }
 
 // injector runs a fault schedule against the skiff cluster, one fault at a time, and
@@ -35,6 +43,12 @@ type injector struct {
 	c   *chaosCluster
 	t0  time.Time
 	say func(string, ...any)
+	// pods and steady let a kill-agent fault wait for the steady Deployment's pods to run
+	// elsewhere, up to rescheduleBound; disk is the slow-disk throttle (nil: none).
+	pods            *podTracker
+	steady          int
+	rescheduleBound time.Duration
+	disk            *slowDisk
 
 	mu      sync.Mutex
 	current string
@@ -130,6 +144,10 @@ func (in *injector) inject(ctx context.Context, pf plannedFault) FaultResult {
 		}
 	case FaultKillAgent:
 		t := pick(in.c.agents())
+		if in.pods != nil {
+			// The node with the most steady pods, so that there is something to reschedule.
+			t, r.PodsOnTarget = in.pods.busiestNode(steadyApp, in.c.agents())
+		}
 		r.Targets = []string{t}
 		apply = func() error { return in.c.kill(t) }
 		recover = func() error { return in.c.restart(t) }
@@ -146,6 +164,23 @@ func (in *injector) inject(ctx context.Context, pf plannedFault) FaultResult {
 		r.Targets = []string{t}
 		apply = func() error { return in.c.netem(t, true) }
 		recover = func() error { return in.c.netem(t, false) }
+	case FaultSlowDisk:
+		// On the leader: every commit waits for its log write.
+		t := leader
+		r.Targets = []string{t}
+		pid := in.c.pid(t)
+		apply = func() error {
+			if in.disk == nil {
+				return fmt.Errorf("no slow-disk cgroup")
+			}
+			return in.disk.slow(pid, true)
+		}
+		recover = func() error {
+			if in.disk == nil {
+				return nil
+			}
+			return in.disk.slow(pid, false)
+		}
 	default:
 		r.Error = "unknown fault"
 		return r
@@ -167,13 +202,16 @@ func (in *injector) inject(ctx context.Context, pf plannedFault) FaultResult {
 	r.Applied = true
 	// Election time: from the fault to a leader among the servers it did not touch, when it
 	// removed the leader (restart-all: from the restart to any leader).
-	lostLeader := slices.Contains(r.Targets, leader) && pf.Kind != FaultKillAgent && pf.Kind != FaultNetem
+	lostLeader := slices.Contains(r.Targets, leader) && pf.Kind != FaultKillAgent && pf.Kind != FaultNetem && pf.Kind != FaultSlowDisk
 	var elected time.Time
 	if lostLeader && pf.Kind != FaultRestartAll {
 		spared := slices.DeleteFunc(slices.Clone(servers), func(s string) bool { return slices.Contains(r.Targets, s) })
 		if _, at, err := in.c.waitLeaderAmong(ctx, spared, leader, pf.Hold+10*time.Second); err == nil {
 			elected = at
 		}
+	}
+	if pf.Kind == FaultKillAgent && in.pods != nil {
+		in.waitRescheduled(ctx, &r)
 	}
 	sleepCtx(ctx, time.Until(r.Start.Add(pf.Hold)))
 	restartAt := time.Now()
@@ -194,6 +232,23 @@ func (in *injector) inject(ctx context.Context, pf plannedFault) FaultResult {
 	}
 	r.RecoveredMs = ms(time.Since(r.Start))
 	return r
+}
+
+// waitRescheduled holds a kill-agent fault until the steady Deployment has all its pods
+// ready on other nodes again, and records how long that took.
+func (in *injector) waitRescheduled(ctx context.Context, r *FaultResult) {
+	deadline := r.Start.Add(in.rescheduleBound)
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		if in.pods.readyOffNode(steadyApp, r.Targets[0]) >= in.steady {
+			r.RescheduleMs = ms(time.Since(r.Start))
+			return
+		}
+		sleepCtx(ctx, 100*time.Millisecond)
+	}
+	if ctx.Err() == nil {
+		r.Error = fmt.Sprintf("the steady pods were not all ready off %s within %v (%d of %d)",
+			r.Targets[0], in.rescheduleBound, in.pods.readyOffNode(steadyApp, r.Targets[0]), in.steady)
+	}
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

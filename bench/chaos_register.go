@@ -30,6 +30,7 @@ type registerLoad struct {
 	keys    int
 	timeout time.Duration // per operation; its expiry leaves a write's outcome unknown
 	tl      *timeline
+	verbs   *verbStats // nil: not kept
 
 	mu        sync.Mutex
 	successes successLog // acknowledged writes per server
@@ -51,6 +52,7 @@ func (l *registerLoad) run(ctx context.Context, client int, server string, st re
 		octx, cancel := context.WithTimeout(ctx, l.timeout)
 		call, t := l.hist.now(), time.Now()
 		cur, ver, err := st.get(octx, key)
+		l.verb("register get", time.Since(t), err)
 		if err != nil {
 			cancel()
 			l.fail(ctx)
@@ -70,6 +72,9 @@ func (l *registerLoad) run(ctx context.Context, client int, server string, st re
 			err = st.update(octx, key, val, ver)
 		}
 		cancel()
+		if ctx.Err() == nil {
+			l.verb("register cas", time.Since(t), err)
+		}
 		if ctx.Err() != nil && err != nil {
 			// The run ended under it: its outcome is unknown, like a timeout.
 			l.hist.add(client, regInput{Server: server, Op: "cas", Key: key, Value: val, Expect: cur}, call, regOutput{Unknown: true})
@@ -86,6 +91,15 @@ func (l *registerLoad) run(ctx context.Context, client int, server string, st re
 		} else if !definite {
 			l.fail(ctx)
 		}
+	}
+}
+
+func (l *registerLoad) verb(v string, lat time.Duration, err error) {
+	if errors.Is(err, errCASFailed) {
+		err = nil // answered: the precondition failed
+	}
+	if l.verbs != nil {
+		l.verbs.record(v, lat, err)
 	}
 }
 

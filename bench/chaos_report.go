@@ -14,22 +14,26 @@ import (
 
 // ChaosResult is result.json.
 type ChaosResult struct {
-	Seed             uint64        `json:"seed"`
-	Duration         string        `json:"duration"`
-	Started          time.Time     `json:"started"`
-	Linearizable     bool          `json:"linearizable"`
-	Check            string        `json:"check"` // porcupine's verdict: Ok, Illegal or Unknown (timed out)
-	Ops              int           `json:"ops_checked"`
-	DroppedUnknown   int           `json:"dropped_unobserved_unknown_writes"`
-	LostWrites       int           `json:"lost_writes"`
-	LostWriteSamples []string      `json:"lost_write_samples,omitempty"`
-	Healthy          bool          `json:"healthy"`
-	HealthError      string        `json:"health_error,omitempty"`
-	FinalReadError   string        `json:"final_read_error,omitempty"`
-	Faults           []FaultResult `json:"faults"`
-	Skipped          []string      `json:"skipped,omitempty"`
-	Peer             *PeerResult   `json:"peer,omitempty"`
-	Timeline         []point       `json:"timeline"`
+	Seed             uint64            `json:"seed"`
+	Duration         string            `json:"duration"`
+	Started          time.Time         `json:"started"`
+	Linearizable     bool              `json:"linearizable"`
+	Check            string            `json:"check"` // porcupine's verdict: Ok, Illegal or Unknown (timed out)
+	Ops              int               `json:"ops_checked"`
+	DroppedUnknown   int               `json:"dropped_unobserved_unknown_writes"`
+	LostWrites       int               `json:"lost_writes"`
+	LostWriteSamples []string          `json:"lost_write_samples,omitempty"`
+	Healthy          bool              `json:"healthy"`
+	HealthError      string            `json:"health_error,omitempty"`
+	FinalReadError   string            `json:"final_read_error,omitempty"`
+	Faults           []FaultResult     `json:"faults"`
+	Skipped          []string          `json:"skipped,omitempty"`
+	Peer             *PeerResult       `json:"peer,omitempty"`
+	Deployments      *DeploymentCheck  `json:"deployments,omitempty"`
+	Pods             *PodCheck         `json:"pods,omitempty"`
+	Verbs            []VerbResult      `json:"verbs"`
+	Resources        []ServerResources `json:"servers"`
+	Timeline         []point           `json:"timeline"`
 	explain          string
 }
 
@@ -48,31 +52,56 @@ func (r *ChaosResult) Failures() []string {
 	if !r.Healthy {
 		out = append(out, "cluster not healthy after the run: "+r.HealthError)
 	}
+	if d := r.Deployments; d != nil && !d.Converged {
+		out = append(out, fmt.Sprintf("Deployments not converged %.0fs after the last fault: %s", d.BoundS, strings.Join(first(d.NotConverged, 5), "; ")))
+	}
+	if p := r.Pods; p != nil {
+		if len(p.DoubleBound) > 0 {
+			out = append(out, fmt.Sprintf("%d pods bound to two nodes: %s", len(p.DoubleBound), strings.Join(first(p.DoubleBound, 5), "; ")))
+		}
+		if len(p.LeftAfterDeletion) > 0 {
+			out = append(out, fmt.Sprintf("%d pods left after their deletion: %s", len(p.LeftAfterDeletion), strings.Join(first(p.LeftAfterDeletion, 5), "; ")))
+		}
+	}
+	for _, f := range r.Faults {
+		if f.Kind == FaultKillAgent && f.Applied && f.RescheduleMs == 0 && f.PodsOnTarget > 0 {
+			out = append(out, "pods not rescheduled off killed agent "+strings.Join(f.Targets, ",")+": "+f.Error)
+		}
+	}
 	if r.Peer != nil && (!r.Peer.Linearizable || r.Peer.LostWrites > 0) {
 		out = append(out, fmt.Sprintf("etcd peer: linearizable=%v lost=%d", r.Peer.Linearizable, r.Peer.LostWrites))
 	}
 	return out
 }
 
+func first(s []string, n int) []string { return s[:min(len(s), n)] }
+
 // figures sums up one kind of fault of one system: count, median and p99 unavailability,
 // median election time.
 type figures struct {
 	n                    int
 	med, p99, elect, max time.Duration
+	targeted, resched    time.Duration // medians
 }
 
 func summarize(fs []FaultResult, kind string) figures {
-	var un, el []time.Duration
+	var un, el, tg, rs []time.Duration
+	d := func(msv float64) time.Duration { return time.Duration(msv * float64(time.Millisecond)) }
 	for _, f := range fs {
 		if f.Kind != kind || !f.Applied {
 			continue
 		}
-		un = append(un, time.Duration(f.UnavailableMs*float64(time.Millisecond)))
+		un = append(un, d(f.UnavailableMs))
+		tg = append(tg, d(f.TargetedMs))
 		if f.ElectionMs > 0 {
-			el = append(el, time.Duration(f.ElectionMs*float64(time.Millisecond)))
+			el = append(el, d(f.ElectionMs))
+		}
+		if f.RescheduleMs > 0 {
+			rs = append(rs, d(f.RescheduleMs))
 		}
 	}
-	return figures{n: len(un), med: percentile(un, 0.5), p99: percentile(un, 0.99), max: percentile(un, 1), elect: percentile(el, 0.5)}
+	return figures{n: len(un), med: percentile(un, 0.5), p99: percentile(un, 0.99), max: percentile(un, 1), elect: percentile(el, 0.5),
+		targeted: percentile(tg, 0.5), resched: percentile(rs, 0.5)}
 }
 
 // WriteSummary writes the markdown table: per fault kind, skiff's figures and, for leader
@@ -80,10 +109,10 @@ func summarize(fs []FaultResult, kind string) figures {
 func (r *ChaosResult) WriteSummary(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# skiff chaos run (seed %d, %s)\n\n", r.Seed, r.Duration)
-	b.WriteString("Write unavailability: per fault, the worst gap between the last acknowledged write before it and the first after it among the servers the fault did not target (all servers for restart-all).\n\n")
-	b.WriteString("| system | fault | count | unavailable median ms | p99 ms | max ms | election median ms |\n|---|---|---|---|---|---|---|\n")
+	b.WriteString("Write unavailability: per fault, the longest time without an acknowledged write that overlaps the fault and its recovery (until the cluster is healthy again), worst among the servers the fault did not target (all servers for restart-all); \"targeted\" is the same on the servers it hit (a partitioned server's clients wait for the heal). Reschedule: from killing an agent until the steady Deployment's pods are all ready on other nodes.\n\n")
+	b.WriteString("| system | fault | count | unavailable median ms | p99 ms | max ms | election median ms | targeted median ms | reschedule ms |\n|---|---|---|---|---|---|---|---|---|\n")
 	row := func(sys, kind string, f figures) {
-		fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.0f | %.0f | %.0f |\n", sys, kind, f.n, ms(f.med), ms(f.p99), ms(f.max), ms(f.elect))
+		fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |\n", sys, kind, f.n, ms(f.med), ms(f.p99), ms(f.max), ms(f.elect), ms(f.targeted), ms(f.resched))
 	}
 	for _, k := range AllFaults {
 		if f := summarize(r.Faults, k); f.n > 0 {
@@ -105,6 +134,29 @@ func (r *ChaosResult) WriteSummary(w io.Writer) error {
 		}
 	}
 	fmt.Fprintf(&b, "| faults with errors | %d of %d |%s\n", failed, len(r.Faults), peerCol(r, " - |"))
+	if d := r.Deployments; d != nil {
+		fmt.Fprintf(&b, "| Deployments at desired ready replicas within %.0fs of the last fault | %v (%d, after %.1fs) %s |%s\n", d.BoundS, d.Converged, d.Count, d.AfterFaultMs/1000,
+			strings.Join(first(d.NotConverged, 3), "; "), peerCol(r, " - |"))
+	}
+	if p := r.Pods; p != nil {
+		fmt.Fprintf(&b, "| pods bound to two nodes | %d of %d seen |%s\n", len(p.DoubleBound), p.Seen, peerCol(r, " - |"))
+		fmt.Fprintf(&b, "| pods left after their deletion | %d |%s\n", len(p.LeftAfterDeletion), peerCol(r, " - |"))
+	}
+	if len(r.Verbs) > 0 {
+		b.WriteString("\n| verb | ok | errors | ops/s | p50 ms | p99 ms | p999 ms |\n|---|---|---|---|---|---|---|\n")
+		for _, v := range r.Verbs {
+			fmt.Fprintf(&b, "| %s | %d | %d | %.1f | %.1f | %.1f | %.1f |\n", v.Verb, v.Ops, v.Errors, v.Rate, v.P50Ms, v.P99Ms, v.P999Ms)
+		}
+	}
+	if p := r.Pods; p != nil {
+		fmt.Fprintf(&b, "\nPod-rate pods, create sent to seen ready: p50 %.0f ms, p99 %.0f ms, p999 %.0f ms (%d never ready).\n", p.StartupP50Ms, p.StartupP99Ms, p.StartupP999Ms, p.NeverReady)
+	}
+	if len(r.Resources) > 0 {
+		b.WriteString("\n| server | peak RSS MiB | mean RSS MiB | CPU s | CPU % of a core |\n|---|---|---|---|---|\n")
+		for _, s := range r.Resources {
+			fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.1f | %.1f |\n", s.Name, s.PeakRSSMiB, s.MeanRSSMiB, s.CPUSeconds, s.CPUPercent)
+		}
+	}
 	for _, s := range r.Skipped {
 		fmt.Fprintf(&b, "\nSkipped: %s\n", s)
 	}

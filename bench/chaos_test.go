@@ -6,6 +6,11 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 )
 
 func TestFaultScheduleIsReproducibleFromTheSeed(t *testing.T) {
@@ -41,14 +46,14 @@ func TestUnavailabilityIsTheGapAroundTheFault(t *testing.T) {
 		"b": {1 * s, 2*s + s/2, 3*s + s/2, 4 * s},     // spared: 1s gap around 3s
 		"c": {1 * s, 2*s + s/4, 3*s + s/4, 3*s + s/2}, // spared: 1s gap
 	}
-	worst, per := unavailability(log, 3*s, 10*s, []string{"a"})
+	worst, targeted, per := unavailability(log, 3*s, 3*s, 10*s, []string{"a"})
 	if worst != s {
 		t.Fatalf("worst = %v, want 1s (the spared servers' gap)", worst)
 	}
-	if per["a"] != 3*s {
-		t.Fatalf("the killed server's gap = %v, want 3s", per["a"])
+	if per["a"] != 3*s || targeted != 3*s {
+		t.Fatalf("the killed server's gap = %v (targeted %v), want 3s", per["a"], targeted)
 	}
-	if worst, _ := unavailability(log, 3*s, 10*s, []string{"a", "b", "c"}); worst != 3*s {
+	if worst, _, _ := unavailability(log, 3*s, 3*s, 10*s, []string{"a", "b", "c"}); worst != 3*s {
 		t.Fatalf("all targeted: worst = %v, want 3s", worst)
 	}
 	withDead := successLog{
@@ -56,11 +61,11 @@ func TestUnavailabilityIsTheGapAroundTheFault(t *testing.T) {
 		"b": {9*s + s/2, 11 * s},
 		"d": {s / 2}, // left dead by an earlier fault: says nothing about this one
 	}
-	if worst, _ := unavailability(withDead, 10*s, 20*s, []string{"a"}); worst != s+s/2 {
+	if worst, _, _ := unavailability(withDead, 10*s, 10*s, 20*s, []string{"a"}); worst != s+s/2 {
 		t.Fatalf("with a server long dead: worst = %v, want 1.5s (b's gap)", worst)
 	}
-	if d, ok := gap([]time.Duration{s}, 2*s, 10*s); ok || d != 9*s {
-		t.Fatalf("never recovered: gap = %v %v, want 9s false", d, ok)
+	if d := longestGap([]time.Duration{s}, 2*s, 2*s, 10*s); d != 9*s {
+		t.Fatalf("never recovered: gap = %v, want 9s", d)
 	}
 	if p := percentile([]time.Duration{5, 1, 3, 2, 4}, 0.5); p != 3 {
 		t.Fatalf("median = %v", p)
@@ -101,5 +106,108 @@ func TestCheckerRejectsAStaleReadAndALostWrite(t *testing.T) {
 	}
 	if len(chk.LostWrites) != 1 {
 		t.Fatalf("lost writes %v, want the write of b", chk.LostWrites)
+	}
+}
+
+// A write that was in flight when the fault hit, acknowledged just after it, must not hide
+// the outage that follows; nor may a disruption when a partition heals.
+func TestUnavailabilityCoversTheWholeFaultWindow(t *testing.T) {
+	s := time.Second
+	times := []time.Duration{9 * s, 10*s + s/10, 14 * s, 14*s + s/10, 20 * s, 23 * s, 23*s + s/10}
+	// Fault from 10s, healthy again at 21s: gaps 10.1-14 (3.9s) and 14.1-20 (5.9s) and 20-23
+	// (3s, starts inside the window) overlap it.
+	if d := longestGap(times, 10*s, 21*s, 30*s); d != 5*s+9*s/10 {
+		t.Fatalf("longest gap = %v, want 5.9s", d)
+	}
+	// A window of an instant is the old measure (to the first write after the start).
+	if d := longestGap(times, 10*s, 10*s, 30*s); d != s+s/10 {
+		t.Fatalf("window of an instant = %v, want 1.1s", d)
+	}
+}
+
+func TestPlanGivesKillAgentALongSlotAndKeepsTwentyLeaderKills(t *testing.T) {
+	plan := planFaults(7, AllFaults, 5*time.Minute, 20)
+	agents, leaders := 0, 0
+	for i, f := range plan {
+		switch f.Kind {
+		case FaultKillAgent:
+			agents++
+			if i+1 < len(plan) && plan[i+1].At-f.At < 30*time.Second {
+				t.Fatalf("kill-agent slot is %v, want room for the eviction", plan[i+1].At-f.At)
+			}
+		case FaultKillLeader:
+			leaders++
+		}
+		if f.At > 5*time.Minute-8*time.Second {
+			t.Fatalf("fault %d at %v, after the cool-down starts", i, f.At)
+		}
+	}
+	if agents != 1 || leaders < 20 {
+		t.Fatalf("%d kill-agent, %d kill-leader; want 1 and at least 20", agents, leaders)
+	}
+}
+
+func TestPodTrackerCatchesADoubleBindingAndAPodLeftAfterDeletion(t *testing.T) {
+	now := time.Now()
+	pt := newPodTracker(now)
+	pod := func(uid, node string, deleting bool) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p-" + uid, UID: types.UID(uid), Labels: map[string]string{"app": "a"}},
+			Spec: corev1.PodSpec{NodeName: node}}
+		if deleting {
+			p.DeletionTimestamp = &metav1.Time{Time: now}
+		}
+		return p
+	}
+	pt.observe(pod("1", "", false), false, now)
+	pt.observe(pod("1", "n1", false), false, now)
+	pt.observe(pod("1", "n1", false), false, now)
+	pt.observe(pod("2", "n2", false), false, now)
+	pt.observe(pod("2", "n2", true), false, now)
+	pt.observe(pod("2", "n2", true), true, now) // gone: fine
+	pt.observe(pod("3", "n1", true), false, now)
+	pc := pt.check(now.Add(time.Minute), 2*time.Minute, nil)
+	if len(pc.DoubleBound) != 0 || len(pc.LeftAfterDeletion) != 0 {
+		t.Fatalf("a clean history failed: %+v", pc)
+	}
+	pt.observe(pod("1", "n2", false), false, now) // rebound: the bug
+	pc = pt.check(now.Add(3*time.Minute), 2*time.Minute, nil)
+	if len(pc.DoubleBound) != 1 {
+		t.Fatalf("double binding not caught: %+v", pc)
+	}
+	if len(pc.LeftAfterDeletion) != 1 {
+		t.Fatalf("pod 3, terminating for 3 minutes, not caught: %+v", pc)
+	}
+	// The pods of a Deployment deleted long ago, never asked to terminate (no GC), count too.
+	pc = pt.check(now.Add(3*time.Minute), 2*time.Minute, map[string]time.Time{"a": now})
+	if len(pc.LeftAfterDeletion) != 2 {
+		t.Fatalf("pods of a deleted Deployment not caught: %+v", pc.LeftAfterDeletion)
+	}
+}
+
+func TestDeploymentConvergence(t *testing.T) {
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Generation: 3}, Spec: appsv1.DeploymentSpec{Replicas: ptr.To(int32(2))},
+		Status: appsv1.DeploymentStatus{ObservedGeneration: 3, Replicas: 2, UpdatedReplicas: 2, ReadyReplicas: 2, AvailableReplicas: 2}}
+	if why := notConverged(d); why != "" {
+		t.Fatalf("converged deployment: %s", why)
+	}
+	for name, mut := range map[string]func(*appsv1.Deployment){
+		"stale status":  func(d *appsv1.Deployment) { d.Status.ObservedGeneration = 2 },
+		"one not ready": func(d *appsv1.Deployment) { d.Status.ReadyReplicas = 1 },
+		"old pod left":  func(d *appsv1.Deployment) { d.Status.Replicas = 3 },
+		"not updated":   func(d *appsv1.Deployment) { d.Status.UpdatedReplicas = 1 },
+	} {
+		c := d.DeepCopy()
+		mut(c)
+		if notConverged(c) == "" {
+			t.Errorf("%s: taken as converged", name)
+		}
+	}
+}
+
+func TestProcStatParsing(t *testing.T) {
+	stat := "1234 (skiff server) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 12 0 100 123456789 2560 18446744073709551615"
+	ticks, rss, err := parseProcStat(stat, 4096)
+	if err != nil || ticks != 300 || rss != 2560*4096 {
+		t.Fatalf("ticks %d rss %d err %v", ticks, rss, err)
 	}
 }

@@ -10,43 +10,56 @@ import (
 // around a fault is computed after the run.
 type successLog map[string][]time.Duration
 
-// gap is the write unavailability a server saw around a fault that started at start: the
-// time from its last acknowledged write at or before start to its first one after. When no
-// write succeeded after it, the gap runs to end (and ok is false: it never recovered in
-// the run). times must be sorted.
-func gap(times []time.Duration, start, end time.Duration) (d time.Duration, ok bool) {
-	i := sort.Search(len(times), func(i int) bool { return times[i] > start })
-	before := start
+// longestGap is the longest stretch without an acknowledged write on one server that
+// overlaps the window [from, until]: from the last write at or before from, through every
+// gap that starts inside the window. A quick write just after the fault starts (one already
+// in flight) does not hide the outage that follows, and a disruption at recovery (a
+// partitioned leader rejoining) counts too. When no write followed, the gap runs to end.
+// times must be sorted.
+func longestGap(times []time.Duration, from, until, end time.Duration) time.Duration {
+	i := sort.Search(len(times), func(i int) bool { return times[i] > from })
+	prev := from
 	if i > 0 {
-		before = times[i-1]
+		prev = times[i-1]
 	}
-	if i == len(times) {
-		return end - before, false
+	var d time.Duration
+	for ; i < len(times) && prev <= until; i++ {
+		d = max(d, times[i]-prev)
+		prev = times[i]
 	}
-	return times[i] - before, true
+	if i == len(times) && prev <= until {
+		d = max(d, end-prev)
+	}
+	return d
 }
 
-// unavailability computes per-server gaps for a fault and the figure reported for it: the
-// worst gap among the servers the fault did not target (the killed or isolated server's own
-// clients wait for its restart, which the benchmark chooses), or among all servers when it
+// unavailability computes per-server write unavailability for a fault that started at
+// start and after which the cluster was healthy again at until (the longest gap overlapping
+// that window), and the figure reported for it: the worst among the servers the fault did
+// not target (the killed or isolated server's own clients wait for its restart or heal,
+// which the benchmark chooses; that is reported as targeted), or among all servers when it
 // targeted all of them.
-func unavailability(log successLog, start, end time.Duration, targets []string) (worst time.Duration, per map[string]time.Duration) {
+func unavailability(log successLog, start, until, end time.Duration, targets []string) (worst, targeted time.Duration, per map[string]time.Duration) {
 	per = map[string]time.Duration{}
 	var spared, all time.Duration
 	for srv, times := range log {
-		d, _ := gap(times, start, end)
+		d := longestGap(times, start, max(until, start), end)
 		per[srv] = d
 		all = max(all, d)
+		if slices.Contains(targets, srv) {
+			targeted = max(targeted, d)
+			continue
+		}
 		// A server already down before the fault (no acknowledged write in the window
 		// before it, e.g. one that an earlier fault left dead) says nothing about this one.
-		if !slices.Contains(targets, srv) && !downBefore(times, start) {
+		if !downBefore(times, start) {
 			spared = max(spared, d)
 		}
 	}
 	if len(targets) >= len(log) || spared == 0 {
-		return all, per
+		return all, targeted, per
 	}
-	return spared, per
+	return spared, targeted, per
 }
 
 // upWindow is how recently a server must have acknowledged a write to count as up when a

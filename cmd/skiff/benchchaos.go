@@ -26,13 +26,17 @@ func newBenchChaosCmd() *cobra.Command {
 		Short: "Run a 3-server cluster under load and faults; check linearizability and lost writes",
 		Long: `Starts a fresh cluster (3 servers, hollow agents) in a temporary directory, runs the
 register workload (ConfigMap create, read and resourceVersion compare-and-swap through client-go
-against every server), injects faults on a schedule drawn from --seed, and then checks that the
-history is linearizable (porcupine), that no acknowledged write is missing and that the cluster
-is healthy. Writes result.json, summary.md and timeline.svg to --out; exits non-zero when a
+against every server), the churn workload (Deployments created, scaled, rolled and deleted) and
+the pod-rate workload (bare pods at --pod-rate), injects faults on a schedule drawn from --seed,
+and then checks that the history is linearizable (porcupine), that no acknowledged write is
+missing, that every Deployment reaches its desired ready replicas within --converge-bound of
+the last fault, that no pod was bound to two nodes or left after its deletion, and that the
+cluster is healthy (one leader, every member, no lag). Writes result.json, summary.md and timeline.svg to --out; exits non-zero when a
 check fails.
 
 Fault kinds: ` + strings.Join(bench.AllFaults, ", ") + `. partition, partition-primary (the Raft
-leader cut off on the minority side) and netem need --netns (root).`,
+leader cut off on the minority side) and netem need --netns (root); slow-disk needs a blkio
+(cgroup v1) or io (v2) controller and a real block device under --dir.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			exe, err := os.Executable()
@@ -84,5 +88,11 @@ leader cut off on the minority side) and netem need --netns (root).`,
 	fl.IntVar(&o.Clients, "clients", 3, "register clients per server")
 	fl.IntVar(&o.Keys, "keys", 8, "register keys (ConfigMaps)")
 	fl.StringVar(&out, "out", "chaos-out", "directory for result.json, summary.md and timeline.svg")
+	fl.IntVar(&o.ChurnLanes, "churn", 2, "churn lanes: each creates, scales, rolls and deletes Deployments in turn")
+	fl.Float64Var(&o.PodRate, "pod-rate", 3, "bare pods created per second (each deleted after 10s)")
+	fl.IntVar(&o.SteadyPer, "steady-per-agent", 2, "replicas per agent of the steady Deployment whose pods a killed agent's must be rescheduled from")
+	fl.DurationVar(&o.NodeGrace, "node-monitor-grace-period", 25*time.Second, "the servers' node monitor grace period (agents renew their lease every 10s)")
+	fl.DurationVar(&o.Toleration, "pod-toleration", 2*time.Second, "the workload pods' tolerationSeconds for an unreachable or not-ready node")
+	fl.DurationVar(&o.ConvergeBound, "converge-bound", 90*time.Second, "every Deployment must be at its desired ready replicas, and every deleted pod gone, this long after the last fault")
 	return cmd
 }
