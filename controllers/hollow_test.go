@@ -119,12 +119,22 @@ func (h *hollowNodes) addNode(ctx context.Context, name, cpu, mem string) {
 	if err != nil {
 		h.t.Fatalf("create node %s: %v", name, err)
 	}
-	now := metav1.Now()
-	n.Status = corev1.NodeStatus{Capacity: alloc, Allocatable: alloc, Conditions: []corev1.NodeCondition{{
-		Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", Message: "hollow node is posting ready status",
-		LastHeartbeatTime: now, LastTransitionTime: now}}}
-	if _, err := h.client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
-		h.t.Fatalf("node %s status: %v", name, err)
+	for attempt := 0; ; attempt++ {
+		now := metav1.Now()
+		n.Status = corev1.NodeStatus{Capacity: alloc, Allocatable: alloc, Conditions: []corev1.NodeCondition{{
+			Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", Message: "hollow node is posting ready status",
+			LastHeartbeatTime: now, LastTransitionTime: now}}}
+		_, err := h.client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		if err == nil {
+			break
+		}
+		// The node controllers (lifecycle, IPAM) may write the new node first.
+		if !apierrors.IsConflict(err) || attempt > 5 {
+			h.t.Fatalf("node %s status: %v", name, err)
+		}
+		if n, err = h.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{}); err != nil {
+			h.t.Fatalf("node %s: %v", name, err)
+		}
 	}
 	h.mu.Lock()
 	h.nodes[name] = true

@@ -32,7 +32,11 @@ func (c *controlPlane) kubectl(t *testing.T, stdin string, args ...string) (stri
 // mustKubectl runs kubectl and fails the test unless it succeeds with want in its output.
 func (c *controlPlane) mustKubectl(t *testing.T, stdin, want string, args ...string) string {
 	t.Helper()
+	start := time.Now()
 	out, err := c.kubectl(t, stdin, args...)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Logf("kubectl %s took %s", strings.Join(args, " "), d.Round(100*time.Millisecond))
+	}
 	if err != nil {
 		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
