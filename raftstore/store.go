@@ -89,7 +89,7 @@ func (s *Store) openRaft() error {
 	if err != nil {
 		return err
 	}
-	logs, err := raft.NewLogCache(1024, d.bolt)
+	logs, err := raft.NewLogCache(1024, d.log)
 	if err != nil {
 		d.Close()
 		return err
