@@ -67,6 +67,12 @@ type Config struct {
 	// authentication: the cluster's agent join endpoint, whose callers have no identity yet
 	// and prove themselves with the join token instead.
 	Unauthenticated map[string]http.Handler
+	// ServiceCIDR is where Services' cluster IPs come from (default 10.96.0.0/16, as
+	// kube-apiserver's --service-cluster-ip-range); its first address is the kubernetes
+	// Service's. Every server of a cluster must be given the same.
+	ServiceCIDR string
+	// NodePortMin and NodePortMax bound node ports (default 30000-32767).
+	NodePortMin, NodePortMax int32
 }
 
 func (c *Config) setDefaults() error {
@@ -87,6 +93,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.ServiceCIDR == "" {
+		c.ServiceCIDR = "10.96.0.0/16"
+	}
+	if c.NodePortMin == 0 && c.NodePortMax == 0 {
+		c.NodePortMin, c.NodePortMax = 30000, 32767
 	}
 	return nil
 }

@@ -129,20 +129,49 @@ func (s *Server) create(ctx context.Context, q *request, obj runtime.Object, wo 
 	if q.rs.Default != nil {
 		q.rs.Default(obj)
 	}
-	if errs := s.validate(q.rs, obj, nil); len(errs) > 0 {
-		return nil, invalid(q.rs, m.GetName(), errs)
+	name, owner := m.GetName(), s.objs.key(q.rs, m.GetNamespace(), m.GetName())
+	base := obj
+	for attempt := 0; ; attempt++ {
+		obj := base
+		var claims []claim
+		if q.rs.Claims != nil {
+			// Values the server picks are picked again if another server took the same one
+			// between our read of the claims and our write.
+			obj = base.DeepCopyObject()
+			taken, err := s.takenClaims(ctx, q.rs.Claims.Prefix())
+			if err != nil {
+				return nil, toStatusErrName(err, q, name)
+			}
+			if errs := q.rs.Claims.Assign(obj, nil, taken); len(errs) > 0 {
+				return nil, invalid(q.rs, name, errs)
+			}
+			claims = requestedFrom(q.rs, base, q.rs.Claims.Claims(obj))
+		}
+		if errs := s.validate(q.rs, obj, nil); len(errs) > 0 {
+			return nil, invalid(q.rs, name, errs)
+		}
+		if !wo.applied {
+			obj = s.manageFields(q, nil, obj, wo.fieldManager)
+		}
+		if wo.dryRun {
+			return obj, nil
+		}
+		ops, created, err := s.claimOps(ctx, owner, claims, nil)
+		if err != nil {
+			return nil, toStatusErrName(err, q, name)
+		}
+		out, err := s.objs.create(ctx, q.rs, obj, ops...)
+		if c, ok := claimConflict(err, created); ok {
+			if c.Requested || attempt >= 8 {
+				return nil, invalid(q.rs, name, field.ErrorList{alreadyAllocated(c)})
+			}
+			continue
+		}
+		if err != nil {
+			return nil, toStatusErrName(err, q, name)
+		}
+		return out, nil
 	}
-	if !wo.applied {
-		obj = s.manageFields(q, nil, obj, wo.fieldManager)
-	}
-	if wo.dryRun {
-		return obj, nil
-	}
-	out, err := s.objs.create(ctx, q.rs, obj)
-	if err != nil {
-		return nil, toStatusErrName(err, q, m.GetName())
-	}
-	return out, nil
 }
 
 func toStatusErrName(err error, q *request, name string) error {

@@ -115,7 +115,11 @@ func (s *Server) deleteObject(ctx context.Context, q *request, name string, opts
 			return cur, nil
 		}
 		if len(finalizers) == 0 && (!graceful || grace == 0) {
-			if err := s.objs.delete(ctx, q.rs, q.ns, name, rev); err != nil {
+			release, _, err := s.claimOps(ctx, s.objs.key(q.rs, q.ns, name), nil, claimsOf(q.rs, cur))
+			if err != nil {
+				return nil, toStatusErrName(err, q, name)
+			}
+			if err := s.objs.delete(ctx, q.rs, q.ns, name, rev, release...); err != nil {
 				if errors.Is(err, raftstore.ErrConflict) {
 					continue
 				}

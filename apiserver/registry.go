@@ -42,6 +42,9 @@ type Resource struct {
 	Row     func(obj runtime.Object, now time.Time) []any
 	// Graceful says how long a delete waits (pods); nil deletes at once.
 	Graceful func(obj runtime.Object, opts *metav1.DeleteOptions) (int64, bool)
+	// Claims, when set, keeps values that must be unique across the resource (a Service's
+	// cluster IP and node ports) as claims written with the object.
+	Claims Claimer
 	// Verbs overrides the default verbs (all of them).
 	Verbs []string
 	// Serve, when set, answers every request for the resource itself: nothing is stored

@@ -43,6 +43,11 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	svcClaims, err := newServiceClaims(cfg.ServiceCIDR, cfg.NodePortMin, cfg.NodePortMax)
+	if err != nil {
+		return nil, err
+	}
+	reg.lookup("", "v1", "services").Claims = svcClaims
 	s := &Server{cfg: cfg, codecs: c, reg: reg, objs: &objectStore{store: cfg.Store, codecs: c}}
 	if s.metrics, err = newMetrics(cfg.Metrics, cfg.Store); err != nil {
 		return nil, err

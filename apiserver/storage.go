@@ -74,13 +74,15 @@ func (o *objectStore) get(ctx context.Context, rs *Resource, ns, name string, st
 	return obj, kv.ModRevision, err
 }
 
-func (o *objectStore) create(ctx context.Context, rs *Resource, obj runtime.Object) (runtime.Object, error) {
+// create writes a new object, with any extra operations (its claims) in the same
+// transaction.
+func (o *objectStore) create(ctx context.Context, rs *Resource, obj runtime.Object, extra ...raftstore.Op) (runtime.Object, error) {
 	m, _ := meta.Accessor(obj)
 	data, err := o.encode(obj)
 	if err != nil {
 		return nil, err
 	}
-	res, err := o.store.Txn(ctx, raftstore.Op{Kind: raftstore.OpCreate, Key: o.key(rs, m.GetNamespace(), m.GetName()), Value: data})
+	res, err := o.store.Txn(ctx, append([]raftstore.Op{{Kind: raftstore.OpCreate, Key: o.key(rs, m.GetNamespace(), m.GetName()), Value: data}}, extra...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -89,13 +91,13 @@ func (o *objectStore) create(ctx context.Context, rs *Resource, obj runtime.Obje
 }
 
 // update writes obj if the stored key is still at rev.
-func (o *objectStore) update(ctx context.Context, rs *Resource, obj runtime.Object, rev int64) (runtime.Object, error) {
+func (o *objectStore) update(ctx context.Context, rs *Resource, obj runtime.Object, rev int64, extra ...raftstore.Op) (runtime.Object, error) {
 	m, _ := meta.Accessor(obj)
 	data, err := o.encode(obj)
 	if err != nil {
 		return nil, err
 	}
-	res, err := o.store.Txn(ctx, raftstore.Op{Kind: raftstore.OpUpdate, Key: o.key(rs, m.GetNamespace(), m.GetName()), Value: data, IfModRevision: rev})
+	res, err := o.store.Txn(ctx, append([]raftstore.Op{{Kind: raftstore.OpUpdate, Key: o.key(rs, m.GetNamespace(), m.GetName()), Value: data, IfModRevision: rev}}, extra...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -103,8 +105,8 @@ func (o *objectStore) update(ctx context.Context, rs *Resource, obj runtime.Obje
 	return obj, nil
 }
 
-func (o *objectStore) delete(ctx context.Context, rs *Resource, ns, name string, rev int64) error {
-	_, err := o.store.Txn(ctx, raftstore.Op{Kind: raftstore.OpDelete, Key: o.key(rs, ns, name), IfModRevision: rev})
+func (o *objectStore) delete(ctx context.Context, rs *Resource, ns, name string, rev int64, extra ...raftstore.Op) error {
+	_, err := o.store.Txn(ctx, append([]raftstore.Op{{Kind: raftstore.OpDelete, Key: o.key(rs, ns, name), IfModRevision: rev}}, extra...)...)
 	return err
 }
 

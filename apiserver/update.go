@@ -9,6 +9,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/skiff-dev/skiff/raftstore"
 )
@@ -85,6 +86,23 @@ func (s *Server) update(ctx context.Context, q *request, wo writeOptions, fn upd
 		if q.rs.Default != nil {
 			q.rs.Default(obj)
 		}
+		owner := s.objs.key(q.rs, q.ns, q.ri.Name)
+		oldClaims := claimsOf(q.rs, old)
+		var claims []claim
+		if q.rs.Claims != nil {
+			taken, err := s.takenClaims(ctx, q.rs.Claims.Prefix())
+			if err != nil {
+				return nil, false, toStatusErr(err, q)
+			}
+			for _, c := range oldClaims {
+				delete(taken, c.Key) // the object's own values are not taken from it
+			}
+			sent := obj.DeepCopyObject()
+			if errs := q.rs.Claims.Assign(obj, old, taken); len(errs) > 0 {
+				return nil, false, invalid(q.rs, q.ri.Name, errs)
+			}
+			claims = requestedFrom(q.rs, sent, q.rs.Claims.Claims(obj))
+		}
 		if errs := s.validate(q.rs, obj, validationBase(q, old, obj)); len(errs) > 0 {
 			return nil, false, invalid(q.rs, q.ri.Name, errs)
 		}
@@ -100,8 +118,12 @@ func (s *Server) update(ctx context.Context, q *request, wo writeOptions, fn upd
 		}
 		m, _ := meta.Accessor(obj)
 		if m.GetDeletionTimestamp() != nil && len(allFinalizers(q.rs, obj)) == 0 && !q.rs.gracefulPending(obj) {
-			// The last finalizer is gone: the deletion completes.
-			if err := s.objs.delete(ctx, q.rs, q.ns, q.ri.Name, rev); err != nil {
+			// The last finalizer is gone: the deletion completes, releasing its claims.
+			release, _, err := s.claimOps(ctx, owner, nil, oldClaims)
+			if err != nil {
+				return nil, false, toStatusErr(err, q)
+			}
+			if err := s.objs.delete(ctx, q.rs, q.ns, q.ri.Name, rev, release...); err != nil {
 				if errors.Is(err, raftstore.ErrConflict) {
 					continue
 				}
@@ -109,7 +131,17 @@ func (s *Server) update(ctx context.Context, q *request, wo writeOptions, fn upd
 			}
 			return obj, true, nil
 		}
-		out, err := s.objs.update(ctx, q.rs, obj, rev)
+		ops, created, err := s.claimOps(ctx, owner, claims, oldClaims)
+		if err != nil {
+			return nil, false, toStatusErr(err, q)
+		}
+		out, err := s.objs.update(ctx, q.rs, obj, rev, ops...)
+		if c, ok := claimConflict(err, created); ok {
+			if c.Requested || attempt >= 8 {
+				return nil, false, invalid(q.rs, q.ri.Name, field.ErrorList{alreadyAllocated(c)})
+			}
+			continue
+		}
 		if errors.Is(err, raftstore.ErrConflict) && attempt < 16 {
 			continue
 		}

@@ -36,7 +36,8 @@ type Cluster struct {
 
 // Options shape a test control plane.
 type Options struct {
-	Tokens map[string]apiserver.UserInfo
+	Tokens      map[string]apiserver.UserInfo
+	ServiceCIDR string // default 10.96.0.0/16
 }
 
 // Start starts n nodes and waits until every apiserver answers and the bootstrap
@@ -59,6 +60,7 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 			Store: node.Store(), ServingCert: serving.TLS, ClientCA: c.PKI.Pool, Tokens: opts.Tokens,
 			Logger:            logger.With("node", node.ID),
 			KubeletClientCert: c.KubeletClient.TLS, KubeletCA: c.PKI.Pool,
+			ServiceCIDR: opts.ServiceCIDR,
 		})
 		if err != nil {
 			t.Fatalf("apiserver.New: %v", err)
