@@ -35,6 +35,10 @@ type ServerConfig struct {
 	Join            []string // gossip addresses of any members; retried until one answers
 	BootstrapExpect int      // form a new cluster once this many servers see each other
 
+	// ServiceCIDR is where Services' cluster IPs come from (default 10.96.0.0/16); every
+	// server of a cluster must have the same.
+	ServiceCIDR string
+
 	// DeadServerTimeout: a server gone longer is removed from Raft, if quorum survives.
 	DeadServerTimeout time.Duration // default 2m
 	// LeaderTasks run while this server leads (after the post-election barrier), each with
@@ -191,6 +195,7 @@ func (s *Server) openAPI() error {
 		Store:             s.store,
 		ServingCert:       tc,
 		KubeletClientCert: kubeletCert,
+		ServiceCIDR:       cfg.ServiceCIDR,
 		ClientCA:          s.keys.CAPool(),
 		Logger:            s.log,
 		Metrics:           reg,
