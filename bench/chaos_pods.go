@@ -35,6 +35,7 @@ type podRecord struct {
 	node      string // the node it was first bound to
 	firstSeen time.Time
 	created   time.Time // when the workload asked for it (pod-rate pods), else zero
+	bound     time.Time // first seen bound to a node
 	ready     time.Time // first seen Running and Ready
 	readyNow  bool
 	deleting  time.Time // first seen with a deletionTimestamp
@@ -60,7 +61,7 @@ func (pt *podTracker) observe(p *corev1.Pod, deleted bool, now time.Time) {
 	if n := p.Spec.NodeName; n != "" {
 		switch {
 		case r.node == "":
-			r.node = n
+			r.node, r.bound = n, now
 		case r.node != n:
 			pt.doubleBound = append(pt.doubleBound, fmt.Sprintf("%s (uid %s) bound to %s, then to %s", p.Name, p.UID, r.node, n))
 			r.node = n
@@ -146,6 +147,8 @@ type PodCheck struct {
 	StartupP50Ms      float64  `json:"pod_startup_p50_ms"` // pod-rate pods: create sent to seen ready
 	StartupP99Ms      float64  `json:"pod_startup_p99_ms"`
 	StartupP999Ms     float64  `json:"pod_startup_p999_ms"`
+	ScheduleP50Ms     float64  `json:"pod_schedule_p50_ms"` // of that, create sent to seen bound
+	ScheduleP99Ms     float64  `json:"pod_schedule_p99_ms"`
 	NeverReady        int      `json:"pod_rate_never_ready"` // pod-rate pods never seen ready
 }
 
@@ -156,7 +159,7 @@ func (pt *podTracker) check(now time.Time, bound time.Duration, deletedApps map[
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
 	pc := PodCheck{Seen: len(pt.pods), DoubleBound: slices.Clone(pt.doubleBound)}
-	var startup []time.Duration
+	var startup, sched []time.Duration
 	for uid, r := range pt.pods {
 		if !r.deleting.IsZero() && r.gone.IsZero() && now.Sub(r.deleting) > bound {
 			pc.LeftAfterDeletion = append(pc.LeftAfterDeletion, fmt.Sprintf("%s (uid %s) on %q, terminating for %.0fs", r.name, uid, r.node, now.Sub(r.deleting).Seconds()))
@@ -171,10 +174,14 @@ func (pt *podTracker) check(now time.Time, bound time.Duration, deletedApps map[
 			} else {
 				startup = append(startup, r.ready.Sub(r.created))
 			}
+			if !r.bound.IsZero() {
+				sched = append(sched, r.bound.Sub(r.created))
+			}
 		}
 	}
 	sort.Strings(pc.LeftAfterDeletion)
 	pc.StartupP50Ms, pc.StartupP99Ms, pc.StartupP999Ms = ms(percentile(startup, 0.5)), ms(percentile(startup, 0.99)), ms(percentile(startup, 0.999))
+	pc.ScheduleP50Ms, pc.ScheduleP99Ms = ms(percentile(sched, 0.5)), ms(percentile(sched, 0.99))
 	return pc
 }
 

@@ -149,7 +149,8 @@ func (r *ChaosResult) WriteSummary(w io.Writer) error {
 		}
 	}
 	if p := r.Pods; p != nil {
-		fmt.Fprintf(&b, "\nPod-rate pods, create sent to seen ready: p50 %.0f ms, p99 %.0f ms, p999 %.0f ms (%d never ready).\n", p.StartupP50Ms, p.StartupP99Ms, p.StartupP999Ms, p.NeverReady)
+		fmt.Fprintf(&b, "\nPod-rate pods, create sent to seen ready: p50 %.0f ms, p99 %.0f ms, p999 %.0f ms (%d never ready); of which create to seen bound: p50 %.0f ms, p99 %.0f ms.\n",
+			p.StartupP50Ms, p.StartupP99Ms, p.StartupP999Ms, p.NeverReady, p.ScheduleP50Ms, p.ScheduleP99Ms)
 	}
 	if len(r.Resources) > 0 {
 		b.WriteString("\n| server | peak RSS MiB | mean RSS MiB | CPU s | CPU % of a core |\n|---|---|---|---|---|\n")
