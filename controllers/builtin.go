@@ -3,6 +3,7 @@ package controllers
 import (
 	"github.com/skiff-dev/skiff/controllers/daemonset"
 	"github.com/skiff-dev/skiff/controllers/deployment"
+	"github.com/skiff-dev/skiff/controllers/endpoints"
 	"github.com/skiff-dev/skiff/controllers/framework"
 	"github.com/skiff-dev/skiff/controllers/garbagecollector"
 	"github.com/skiff-dev/skiff/controllers/job"
@@ -27,6 +28,8 @@ func Builtins() []framework.Plugin {
 		podgc.Plugin,
 		nodeipam.Plugin,
 		garbagecollector.Plugin,
+		endpoints.SlicePlugin,
+		endpoints.EndpointsPlugin,
 		namespace.Plugin,
 	}
 }
