@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -32,7 +33,10 @@ func Down(dir string, purge bool, progress io.Writer) error {
 		StopProcess(p.PID, 20*time.Second)
 	}
 	for _, p := range order {
-		if p.Role == "agent" {
+		// A hollow agent has no containers; the cgroups under its name belong to a real
+		// agent of the same name of another cluster on this machine (skiff up names agents
+		// agent-1, agent-2, ...), whose containers must not be killed.
+		if p.Role == "agent" && !slices.Contains(p.Args, "hollow") {
 			if n, err := killCgroups(agentCgroupDirs(p.Name)); err != nil {
 				return err
 			} else if n > 0 {
