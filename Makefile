@@ -5,7 +5,7 @@ export CGO_ENABLED := 1
 # Test timeout for the whole suite; CI has 90 minutes on 2 cores, the suite aims for under 20.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: build testimage test run bench bench-store bench-chaos lint deps clean
+.PHONY: build testimage test run bench bench-store bench-chaos bench-scheduler lint deps clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/skiff
@@ -35,6 +35,11 @@ bench-store: build
 # leader kills; prints the table, writes chaos-out/, fails when a check fails.
 bench-chaos: build
 	./$(BIN) bench chaos --duration 5m --faults all --peer etcd --out $(or $(OUT),chaos-out)
+
+# Three servers, 1,000 hollow nodes in one process, 10,000 pods created at once through
+# Deployments: pods bound per second and create-to-bound percentiles.
+bench-scheduler: build
+	./$(BIN) bench scheduler --out bench-scheduler.json
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

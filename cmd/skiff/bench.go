@@ -19,6 +19,7 @@ func newBenchCmd() *cobra.Command {
 	cmd.AddCommand(newBenchStoreCmd())
 	cmd.AddCommand(newBenchChaosCmd())
 	cmd.AddCommand(newBenchAPICmd())
+	cmd.AddCommand(newBenchSchedulerCmd())
 	return cmd
 }
 

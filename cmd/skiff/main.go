@@ -23,6 +23,7 @@ var commands = []func() *cobra.Command{
 	newDownCmd,
 	newStatusCmd,
 	newAgentCmd,
+	newHollowNodesCmd,
 	newImageCmd,
 	newStoreNodeCmd,
 	newBenchCmd,

@@ -1,0 +1,378 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/skiff-dev/skiff/cluster"
+)
+
+// SchedulerOptions configure RunScheduler (`skiff bench scheduler`).
+type SchedulerOptions struct {
+	Exe         string // the skiff binary the servers and the hollow nodes run
+	Nodes       int    // hollow nodes, all in one hollow-nodes process
+	Pods        int    // pods, created at once through Deployments
+	Deployments int
+	Timeout     time.Duration // for every pod to be bound
+	Dir         string        // where the temporary cluster directory is made
+	ProfileDir  string        // if set, CPU profiles of every server while pods are bound
+	Command     string        // recorded in the report
+	Progress    io.Writer
+}
+
+// SchedulerResult is the outcome of one scheduler benchmark.
+type SchedulerResult struct {
+	Command     string  `json:"command"`
+	Nodes       int     `json:"nodes"`
+	Pods        int     `json:"pods"`
+	Deployments int     `json:"deployments"`
+	Bound       int     `json:"bound"`
+	CreatedIn   float64 `json:"createdInSeconds"` // first Deployment written to last pod seen created
+	BoundIn     float64 `json:"boundInSeconds"`   // first pod seen created to last pod seen bound
+	// PodsPerSecond is Bound/BoundIn; EndToEndPerSecond counts from the Deployments' creation.
+	PodsPerSecond     float64 `json:"podsBoundPerSecond"`
+	EndToEndPerSecond float64 `json:"endToEndPodsPerSecond"`
+	PeakPerSecond     int     `json:"peakBoundInOneSecond"`
+	// Create-to-bound latency, from the watch event of the pod's creation to that of its
+	// binding (both seen by the same watch, so its lag cancels out).
+	P50Ms float64 `json:"p50CreateToBoundMs"`
+	P90Ms float64 `json:"p90CreateToBoundMs"`
+	P99Ms float64 `json:"p99CreateToBoundMs"`
+	MaxMs float64 `json:"maxCreateToBoundMs"`
+}
+
+func (o *SchedulerOptions) defaults() {
+	if o.Nodes == 0 {
+		o.Nodes = 1000
+	}
+	if o.Pods == 0 {
+		o.Pods = 10000
+	}
+	if o.Deployments == 0 {
+		o.Deployments = 10
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 10 * time.Minute
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+}
+
+// RunScheduler starts three servers as processes and one process of o.Nodes hollow nodes,
+// waits for every node to be Ready, creates o.Pods pods at once through o.Deployments
+// Deployments, and measures how fast the scheduler binds them. Everything it started is
+// stopped, and its data removed, before it returns.
+func RunScheduler(ctx context.Context, o SchedulerOptions) (*SchedulerResult, error) {
+	o.defaults()
+	say := func(format string, a ...any) { fmt.Fprintf(o.Progress, "scheduler: "+format+"\n", a...) }
+	root, err := os.MkdirTemp(o.Dir, "skiff-schedbench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(root)
+	dir := filepath.Join(root, "cluster")
+	defer func() {
+		if err := cluster.Down(dir, true, io.Discard); err != nil {
+			say("cluster down: %v", err)
+		}
+	}()
+	say("starting 3 servers in %s", dir)
+	lc, err := cluster.Up(ctx, cluster.UpConfig{Dir: dir, Servers: 3, Agents: 0, Binary: o.Exe,
+		Progress: prefixed(o.Progress, "scheduler: up: ")})
+	if err != nil {
+		return nil, fmt.Errorf("bench: cluster up: %w", err)
+	}
+	var servers []cluster.Process
+	args := []string{"hollow-nodes", "--count", strconv.Itoa(o.Nodes), "--token-file", filepath.Join(dir, "agent-token"),
+		"--data-dir", filepath.Join(dir, "hollow")}
+	for _, p := range lc.Processes {
+		if p.Role == "server" {
+			servers = append(servers, p)
+			args = append(args, "--server", p.APIURL)
+		}
+	}
+	hollow := cluster.Process{Name: "hollow-nodes", Role: "agent", DataDir: filepath.Join(dir, "hollow"),
+		LogFile: filepath.Join(dir, "hollow-nodes.log"), Args: args}
+	if err := cluster.StartProcess(lc, &hollow); err != nil {
+		return nil, err
+	}
+	defer cluster.StopProcess(hollow.PID, 10*time.Second) // before Down, which knows only the servers
+	say("started %d hollow nodes in one process (pid %d), log %s", o.Nodes, hollow.PID, hollow.LogFile)
+	rc, err := cluster.RestConfig(lc.Kubeconfig, servers[0].Name)
+	if err != nil {
+		return nil, err
+	}
+	rc.QPS, rc.Burst = 1000, 1000
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitNodesReady(ctx, client, o.Nodes, 5*time.Minute, say); err != nil {
+		return nil, err
+	}
+
+	const ns = "schedbench"
+	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return nil, err
+	}
+	rec := newBindRecorder()
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(ns))
+	inf := factory.Core().V1().Pods().Informer()
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { rec.observe(obj.(*corev1.Pod)) },
+		UpdateFunc: func(_, obj any) { rec.observe(obj.(*corev1.Pod)) },
+	}); err != nil {
+		return nil, err
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	factory.Start(stop)
+	cache.WaitForCacheSync(stop, inf.HasSynced)
+
+	var waitProfiles func()
+	if o.ProfileDir != "" {
+		waitProfiles = profileServers(ctx, lc, servers, o.ProfileDir, 20, say)
+	}
+	say("creating %d pods through %d Deployments", o.Pods, o.Deployments)
+	start := time.Now()
+	for i := range o.Deployments {
+		replicas := int32(o.Pods / o.Deployments)
+		if i < o.Pods%o.Deployments {
+			replicas++
+		}
+		if _, err := client.AppsV1().Deployments(ns).Create(ctx, benchDeployment(fmt.Sprintf("load-%d", i), replicas), metav1.CreateOptions{}); err != nil {
+			return nil, err
+		}
+	}
+	deadline := time.After(o.Timeout)
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	lastBound := 0
+	for {
+		created, bound := rec.counts()
+		if bound >= o.Pods {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-deadline:
+			return nil, fmt.Errorf("bench: %d of %d pods bound after %s", bound, o.Pods, o.Timeout)
+		case <-tick.C:
+			say("%5.1fs: %d created, %d bound (%d/s)", time.Since(start).Seconds(), created, bound, (bound-lastBound)/2)
+			lastBound = bound
+		}
+	}
+	if waitProfiles != nil {
+		waitProfiles()
+	}
+	res := rec.result(start)
+	res.Command, res.Nodes, res.Pods, res.Deployments = o.Command, o.Nodes, o.Pods, o.Deployments
+	return res, nil
+}
+
+func benchDeployment(name string, replicas int32) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "registry.k8s.io/pause:3.10",
+					Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+						corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")}}}}},
+			},
+		},
+	}
+}
+
+func waitNodesReady(ctx context.Context, client kubernetes.Interface, want int, timeout time.Duration, say func(string, ...any)) error {
+	deadline := time.Now().Add(timeout)
+	last := time.Time{}
+	for {
+		nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+		ready := 0
+		if err == nil {
+			for _, n := range nodes.Items {
+				for _, c := range n.Status.Conditions {
+					if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+						ready++
+					}
+				}
+			}
+		}
+		if ready >= want {
+			say("%d nodes Ready", ready)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench: %d of %d nodes Ready after %s (last error: %v)", ready, want, timeout, err)
+		}
+		if time.Since(last) > 5*time.Second {
+			say("%d of %d nodes Ready", ready, want)
+			last = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// bindRecorder notes when each pod was first seen, and first seen bound.
+type bindRecorder struct {
+	mu      sync.Mutex
+	created map[types.UID]time.Time
+	bound   map[types.UID]time.Time
+}
+
+func newBindRecorder() *bindRecorder {
+	return &bindRecorder{created: map[types.UID]time.Time{}, bound: map[types.UID]time.Time{}}
+}
+
+func (r *bindRecorder) observe(p *corev1.Pod) {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.created[p.UID]; !ok {
+		r.created[p.UID] = now
+	}
+	if _, ok := r.bound[p.UID]; !ok && p.Spec.NodeName != "" {
+		r.bound[p.UID] = now
+	}
+}
+
+func (r *bindRecorder) counts() (created, bound int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.created), len(r.bound)
+}
+
+func (r *bindRecorder) result(start time.Time) *SchedulerResult {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var firstCreated, lastCreated, lastBound time.Time
+	for _, t := range r.created {
+		if firstCreated.IsZero() || t.Before(firstCreated) {
+			firstCreated = t
+		}
+		if t.After(lastCreated) {
+			lastCreated = t
+		}
+	}
+	var lat []time.Duration
+	perSecond := map[int64]int{}
+	for uid, b := range r.bound {
+		if b.After(lastBound) {
+			lastBound = b
+		}
+		lat = append(lat, b.Sub(r.created[uid]))
+		perSecond[b.Unix()]++
+	}
+	slices.Sort(lat)
+	res := &SchedulerResult{Bound: len(r.bound),
+		CreatedIn: lastCreated.Sub(start).Seconds(), BoundIn: lastBound.Sub(firstCreated).Seconds(),
+		P50Ms: ms(Percentile(lat, 0.50)), P90Ms: ms(Percentile(lat, 0.90)), P99Ms: ms(Percentile(lat, 0.99)), MaxMs: ms(Percentile(lat, 1))}
+	if res.BoundIn > 0 {
+		res.PodsPerSecond = float64(res.Bound) / res.BoundIn
+	}
+	if e2e := lastBound.Sub(start).Seconds(); e2e > 0 {
+		res.EndToEndPerSecond = float64(res.Bound) / e2e
+	}
+	for _, n := range perSecond {
+		res.PeakPerSecond = max(res.PeakPerSecond, n)
+	}
+	return res
+}
+
+// profileServers saves a CPU profile of each server (its /debug/pprof, as the admin) for
+// the next secs seconds.
+func profileServers(ctx context.Context, lc *cluster.LocalCluster, servers []cluster.Process, dir string, secs int, say func(string, ...any)) func() {
+	var wg sync.WaitGroup
+	for _, s := range servers {
+		wg.Go(func() {
+			rc, err := cluster.RestConfig(lc.Kubeconfig, s.Name)
+			if err != nil {
+				say("profile %s: %v", s.Name, err)
+				return
+			}
+			hc, err := rest.HTTPClientFor(rc)
+			if err != nil {
+				say("profile %s: %v", s.Name, err)
+				return
+			}
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", s.APIURL, secs), nil)
+			if err != nil {
+				return
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				say("profile %s: %v", s.Name, err)
+				return
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				say("profile %s: %s", s.Name, resp.Status)
+				return
+			}
+			path := filepath.Join(dir, "scheduler-"+s.Name+".pprof")
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return
+			}
+			f, err := os.Create(path)
+			if err != nil {
+				return
+			}
+			defer f.Close()
+			if _, err := io.Copy(f, resp.Body); err == nil {
+				say("saved CPU profile %s", path)
+			}
+		})
+	}
+	return wg.Wait
+}
+
+// WriteTable prints the result as a small table.
+func (r *SchedulerResult) WriteTable(w io.Writer) error {
+	_, err := fmt.Fprintf(w, `scheduler benchmark: %d hollow nodes, %d pods in %d Deployments, 3 servers on this machine
+  pods bound                 %d
+  created in                 %.1fs (Deployments written -> last pod created)
+  bound in                   %.1fs (first pod created -> last pod bound)
+  pods bound per second      %.0f  (end to end from the Deployments: %.0f; peak second %d)
+  create->bound p50/p90/p99  %.0f / %.0f / %.0f ms (max %.0f ms)
+`, r.Nodes, r.Pods, r.Deployments, r.Bound, r.CreatedIn, r.BoundIn, r.PodsPerSecond, r.EndToEndPerSecond, r.PeakPerSecond,
+		r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs)
+	return err
+}
+
+// WriteJSONFile writes the result as JSON.
+func (r *SchedulerResult) WriteJSONFile(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}

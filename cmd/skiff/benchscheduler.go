@@ -1,0 +1,62 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/skiff-dev/skiff/bench"
+)
+
+func newBenchSchedulerCmd() *cobra.Command {
+	var (
+		o   bench.SchedulerOptions
+		out string
+	)
+	cmd := &cobra.Command{
+		Use:   "scheduler",
+		Short: "Benchmark the scheduler: 3 servers, 1,000 hollow nodes, 10,000 pods created at once",
+		Long: `Starts three servers as processes and one process running --nodes hollow node agents
+(the real agent code with a runtime that only pretends), waits for every node to be Ready,
+then creates --pods pods at once through --deployments Deployments and measures how fast
+they are bound: pods bound per second and the create-to-bound latency percentiles, from
+one watch of the pods. Progress goes to stderr, the table to stdout. Everything it starts is
+stopped, and its data removed, when it ends or is interrupted.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			exe, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("bench scheduler: own binary: %w", err)
+			}
+			o.Exe = exe
+			o.Progress = cmd.ErrOrStderr()
+			o.Command = "skiff " + strings.Join(os.Args[1:], " ")
+			res, err := bench.RunScheduler(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			if err := res.WriteTable(cmd.OutOrStdout()); err != nil {
+				return err
+			}
+			if out != "" {
+				if err := res.WriteJSONFile(out); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "bench: wrote %s\n", out)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.Nodes, "nodes", 1000, "hollow nodes")
+	f.IntVar(&o.Pods, "pods", 10000, "pods to create at once")
+	f.IntVar(&o.Deployments, "deployments", 10, "Deployments the pods are spread over")
+	f.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "how long every pod may take to be bound")
+	f.StringVar(&o.Dir, "dir", "", "where the temporary cluster directory is made (default: the system temp dir)")
+	f.StringVar(&o.ProfileDir, "profile", "", "directory for 20s CPU profiles of each server taken as the pods are created")
+	f.StringVar(&out, "out", "", "also write the result as JSON to this file")
+	return cmd
+}
