@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -13,7 +12,8 @@ import (
 	"time"
 )
 
-const usage = `usage: testimage [echo ARGS... | sleep SECONDS | serve [--port N] | get URL |
+const usage = `usage: testimage [echo ARGS... | sleep SECONDS | serve [--port N] |
+                  get [--count N] [--sa] URL | resolve NAME |
                   exit CODE | alloc MiB | write FILE CONTENT | cat FILE...]`
 
 // run dispatches a subcommand and returns the process exit code. It never
@@ -33,6 +33,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runServe(rest, stdout, stderr)
 	case "get":
 		return runGet(rest, stdout, stderr)
+	case "resolve":
+		return runResolve(rest, stdout, stderr)
 	case "exit":
 		return runExit(rest, stderr)
 	case "alloc":
@@ -104,29 +106,6 @@ func runCat(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		stdout.Write(data)
-	}
-	return 0
-}
-
-func runGet(args []string, stdout, stderr io.Writer) int {
-	if len(args) != 1 {
-		fmt.Fprintln(stderr, "usage: testimage get URL")
-		return 2
-	}
-	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get(args[0])
-	if err != nil {
-		fmt.Fprintf(stderr, "testimage get: %v\n", err)
-		return 1
-	}
-	defer resp.Body.Close()
-	if _, err := io.Copy(stdout, resp.Body); err != nil {
-		fmt.Fprintf(stderr, "testimage get: reading body: %v\n", err)
-		return 1
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		fmt.Fprintf(stderr, "testimage get: %s\n", resp.Status)
-		return 1
 	}
 	return 0
 }

@@ -10,7 +10,11 @@
 //	testimage echo ARGS...        print the arguments joined by spaces
 //	testimage sleep SECONDS       sleep, ignoring SIGTERM (like a PID 1 without a handler)
 //	testimage serve --port N      serve HTTP on port N until SIGTERM
-//	testimage get URL             print the body of an HTTP GET; fail on a non-2xx answer
+//	testimage get [--count N] [--sa] URL
+//	                              GET URL N times, print each body on its own line; fail
+//	                              on any error or non-2xx answer; --sa sends the pod's
+//	                              service account token and trusts its ca.crt
+//	testimage resolve NAME        print NAME's addresses one per line; fail when none
 //	testimage exit CODE           exit with CODE
 //	testimage alloc MiB           allocate and touch MiB mebibytes, then sleep
 //	testimage write FILE CONTENT  write CONTENT to FILE

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -263,4 +264,48 @@ func TestBinary(t *testing.T) {
 			t.Fatal("binary is dynamically linked")
 		}
 	})
+}
+
+func TestGetCountPrintsEachBody(t *testing.T) {
+	srv := httptest.NewServer(newHandler())
+	defer srv.Close()
+	code, out, _ := runCapture(t, "get", "--count", "3", srv.URL+"/healthz")
+	if code != 0 || out != "ok\nok\nok\n" {
+		t.Fatalf("get --count 3: code %d, out %q", code, out)
+	}
+}
+
+func TestGetSASendsTokenAndTrustsCA(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Header.Get("Authorization"))
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	old := saDir
+	saDir = dir
+	defer func() { saDir = old }()
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(filepath.Join(dir, "ca.crt"), ca, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte("tok123\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := runCapture(t, "get", srv.URL); code != 1 {
+		t.Fatalf("get without --sa trusted an unknown CA: code %d", code)
+	}
+	code, out, _ := runCapture(t, "get", "--sa", srv.URL)
+	if code != 0 || out != "Bearer tok123\n" {
+		t.Fatalf("get --sa: code %d, out %q", code, out)
+	}
+}
+
+func TestResolvePrintsAddresses(t *testing.T) {
+	code, out, _ := runCapture(t, "resolve", "127.0.0.1")
+	if code != 0 || out != "127.0.0.1\n" {
+		t.Fatalf("resolve 127.0.0.1: code %d, out %q", code, out)
+	}
+	if code, _, _ := runCapture(t, "resolve", "no-such-name.invalid"); code != 1 {
+		t.Fatalf("resolve of an unknown name: code %d, want 1", code)
+	}
 }
