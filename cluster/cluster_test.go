@@ -38,6 +38,22 @@ func TestKilledLeaderIsReplacedAndCatchesUpAndFullRestartKeepsEverything(t *test
 	lc := upCluster(t)
 	old := leader(t, lc, "")
 	mustKubectl(t, lc, old, "create", "configmap", "before", "--from-literal=k=v")
+	// The kubernetes Service lists every live server's API address.
+	apiPorts := func() string {
+		out, _ := kubectl(t, lc, "skiff-2", "get", "endpoints", "kubernetes", "-o", "jsonpath={.subsets[*].ports[*].port}")
+		return out
+	}
+	portOf := func(name string) string { return process(lc, name).APIURL[strings.LastIndex(process(lc, name).APIURL, ":")+1:] }
+	eventually(t, 20*time.Second, func() error {
+		ip, _ := kubectl(t, lc, "skiff-2", "get", "service", "kubernetes", "-o", "jsonpath={.spec.clusterIP}")
+		if ip != "10.96.0.1" {
+			return errorf("kubernetes service clusterIP %q", ip)
+		}
+		if got := apiPorts(); len(strings.Fields(got)) != 3 {
+			return errorf("kubernetes endpoints ports %q, want the three servers'", got)
+		}
+		return nil
+	})
 	p := process(lc, old)
 	if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -56,6 +72,12 @@ func TestKilledLeaderIsReplacedAndCatchesUpAndFullRestartKeepsEverything(t *test
 		return err
 	})
 	t.Logf("leader %s killed; %s leads; a write succeeded %s after the kill", old, newLeader, time.Since(killed).Round(time.Millisecond))
+	eventually(t, 30*time.Second, func() error {
+		if got := apiPorts(); strings.Contains(got, portOf(old)) || len(strings.Fields(got)) != 2 {
+			return errorf("kubernetes endpoints ports %q still list the killed server's %s", got, portOf(old))
+		}
+		return nil
+	})
 	// The old leader restarts from its data and catches up.
 	if err := cluster.StartProcess(lc, p); err != nil {
 		t.Fatal(err)

@@ -49,6 +49,11 @@ func (s *Server) startLeaderWork(parent context.Context, term uint64) func() {
 		defer wg.Done()
 		s.autopilot(ctx)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.kubernetesServiceLoop(ctx)
+	}()
 	access := s.apiAccess()
 	for _, task := range s.cfg.LeaderTasks {
 		wg.Add(1)
