@@ -43,7 +43,9 @@ func TestKilledLeaderIsReplacedAndCatchesUpAndFullRestartKeepsEverything(t *test
 		out, _ := kubectl(t, lc, "skiff-2", "get", "endpoints", "kubernetes", "-o", "jsonpath={.subsets[*].ports[*].port}")
 		return out
 	}
-	portOf := func(name string) string { return process(lc, name).APIURL[strings.LastIndex(process(lc, name).APIURL, ":")+1:] }
+	portOf := func(name string) string {
+		return process(lc, name).APIURL[strings.LastIndex(process(lc, name).APIURL, ":")+1:]
+	}
 	eventually(t, 20*time.Second, func() error {
 		ip, _ := kubectl(t, lc, "skiff-2", "get", "service", "kubernetes", "-o", "jsonpath={.spec.clusterIP}")
 		if ip != "10.96.0.1" {
