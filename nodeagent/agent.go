@@ -70,6 +70,19 @@ type Config struct {
 	// runtime means each pod gets a network namespace with loopback only.
 	Network *network.Manager
 
+	// ServiceProxy programs the node's nftables for Services (the
+	// kube-proxy role, package proxy); ClusterDNS answers the pods' DNS on
+	// their gateway address (package dns). Both need a real runtime and
+	// are ignored with a hollow one.
+	ServiceProxy bool
+	ClusterDNS   bool
+	// ClusterDomain is the DNS domain of the cluster, default
+	// "cluster.local"; ClusterCIDR is the pods' CIDR (default
+	// "10.244.0.0/16"): traffic to a Service from outside it is
+	// masqueraded, and pods' traffic to outside it too.
+	ClusterDomain string
+	ClusterCIDR   string
+
 	// InsecureRegistries are registry hosts ("host:port") pulled from over
 	// plain HTTP.
 	InsecureRegistries []string
@@ -158,6 +171,12 @@ func (c *Config) setDefaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.ClusterDomain == "" {
+		c.ClusterDomain = "cluster.local"
+	}
+	if c.ClusterCIDR == "" {
+		c.ClusterCIDR = "10.244.0.0/16"
+	}
 	if c.Version == "" {
 		c.Version = "v1.37.2-skiff"
 	}
@@ -174,6 +193,7 @@ type Agent struct {
 	server *server
 	logs   *logCollector
 	net    *network.Manager // nil for a hollow runtime
+	svc    *svcWatch        // nil for a hollow runtime
 	pulls  singleflight.Group
 
 	// port is the HTTPS endpoint's port once it listens, published in the
@@ -207,6 +227,9 @@ func New(cfg Config) (*Agent, error) {
 		if a.net, err = network.New(network.Config{StateDir: filepath.Join(cfg.DataDir, "network")}); err != nil {
 			return nil, err
 		}
+	}
+	if !hollow {
+		a.svc = newSvcWatch(a)
 	}
 	return a, nil
 }
@@ -245,6 +268,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	run("pods", a.pods.run)
 	run("node", a.runNode)
 	run("routes", a.runRoutes)
+	run("services", a.runServices)
 	wg.Wait()
 	close(errc)
 	return <-errc

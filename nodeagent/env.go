@@ -28,6 +28,15 @@ func (a *Agent) containerEnv(ctx context.Context, pod *corev1.Pod, c *corev1.Con
 		index[k] = len(out)
 		out = append(out, envVar{k, v})
 	}
+	// Service variables come first: envFrom and env override them, and
+	// $(VAR) may refer to them, as with the kubelet.
+	svcEnv, err := a.serviceEnv(ctx, pod)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range svcEnv {
+		set(e.name, e.value)
+	}
 	for _, from := range c.EnvFrom {
 		var data map[string]string
 		switch {

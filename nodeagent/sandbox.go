@@ -117,10 +117,11 @@ func (w *podWorker) writeEtcFiles(pod *corev1.Pod, dir string) error {
 	for _, ha := range pod.Spec.HostAliases {
 		fmt.Fprintf(&hosts, "%s\t%s\n", ha.IP, strings.Join(ha.Hostnames, "\t"))
 	}
-	resolv, err := os.ReadFile("/etc/resolv.conf")
+	host, err := os.ReadFile("/etc/resolv.conf")
 	if err != nil {
-		resolv = nil
+		host = nil
 	}
+	resolv := resolvConf(pod, host, w.a.clusterDNSIP(), w.a.cfg.ClusterDomain)
 	files := map[string][]byte{
 		"etc-hosts":    []byte(hosts.String()),
 		"etc-hostname": []byte(hostname + "\n"),

@@ -85,6 +85,13 @@ func (m *Manager) PodCIDR() string {
 	return m.cidr.String()
 }
 
+// Gateway is the bridge's address, the pods' gateway; nil until SetPodCIDR.
+func (m *Manager) Gateway() net.IP {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.gw
+}
+
 // SetPodCIDR configures the bridge for cidr: its first address is the
 // bridge's, the pods' gateway. IP forwarding is turned on so pods reach
 // other nodes.
