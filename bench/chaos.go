@@ -182,6 +182,7 @@ func RunChaos(ctx context.Context, o ChaosOptions) (*ChaosResult, error) {
 	load := newRegisterLoad(t0, o.Keys, opTimeout)
 	load.verbs = verbs
 	inj.t0 = t0
+	inj.settled = func(since time.Duration) bool { return load.allWroteSince(c.servers(), since) }
 	loadCtx, stop := context.WithTimeout(ctx, o.Duration)
 	defer stop()
 	var wg sync.WaitGroup

@@ -49,6 +49,10 @@ type injector struct {
 	steady          int
 	rescheduleBound time.Duration
 	disk            *slowDisk
+	// settled reports whether every server has acknowledged a write since the given time
+	// (from t0); nil: do not wait. The next fault waits for it, so that no fault's
+	// unavailability window holds the tail of the one before.
+	settled func(since time.Duration) bool
 
 	mu      sync.Mutex
 	current string
@@ -89,6 +93,12 @@ func (in *injector) run(ctx context.Context, plan []plannedFault) {
 		in.done = append(in.done, r)
 		in.current = ""
 		in.mu.Unlock()
+		if in.settled != nil {
+			since := time.Since(in.t0)
+			for i := 0; i < 100 && !in.settled(since) && ctx.Err() == nil; i++ {
+				sleepCtx(ctx, 100*time.Millisecond)
+			}
+		}
 		if r.Error != "" {
 			in.say("fault %s on %v: %s", r.Kind, r.Targets, r.Error)
 		} else {

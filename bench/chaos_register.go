@@ -113,6 +113,20 @@ func (l *registerLoad) fail(ctx context.Context) {
 	}
 }
 
+// allWroteSince reports whether every server has acknowledged a write after since (from
+// the start of the load).
+func (l *registerLoad) allWroteSince(servers []string, since time.Duration) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range servers {
+		ts := l.successes[s]
+		if len(ts) == 0 || ts[len(ts)-1] <= since {
+			return false
+		}
+	}
+	return true
+}
+
 // successTimes returns a sorted copy of the acknowledged-write times, every server present.
 func (l *registerLoad) successTimes(servers []string) successLog {
 	l.mu.Lock()

@@ -63,8 +63,8 @@ func unavailability(log successLog, start, until, end time.Duration, targets []s
 }
 
 // upWindow is how recently a server must have acknowledged a write to count as up when a
-// fault starts.
-const upWindow = 5 * time.Second
+// fault starts (each server takes some 50 writes a second when up).
+const upWindow = 2 * time.Second
 
 func downBefore(times []time.Duration, start time.Duration) bool {
 	i := sort.Search(len(times), func(i int) bool { return times[i] > start })
