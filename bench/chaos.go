@@ -46,6 +46,9 @@ type ChaosOptions struct {
 	// ConvergeBound: how long after the last fault every Deployment must be at its desired
 	// ready replicas, and every deleted pod gone.
 	ConvergeBound time.Duration
+	// LogsDir, when set, receives every server's and agent's log before the cluster's
+	// directory is removed.
+	LogsDir string
 }
 
 // RunChaos starts a fresh three-server cluster with hollow agents, runs the register
@@ -84,6 +87,7 @@ func RunChaos(ctx context.Context, o ChaosOptions) (*ChaosResult, error) {
 			say("cluster down: %v", err)
 		}
 	}()
+	defer keepLogs(dir, o.LogsDir) // runs before Down removes them
 	say("starting 3 servers and %d hollow agents in %s (netns %v)", o.Agents, dir, o.Netns)
 	lc, err := cluster.Up(ctx, cluster.UpConfig{Dir: dir, Servers: 3, Agents: o.Agents, Runtime: "hollow",
 		Binary: o.Exe, Netns: o.Netns, Progress: prefixed(o.Progress, "chaos: up: ")})
@@ -315,4 +319,20 @@ func prefixed(w io.Writer, p string) io.Writer { return &prefixWriter{w, p} }
 func (p *prefixWriter) Write(b []byte) (int, error) {
 	_, err := fmt.Fprintf(p.w, "%s%s", p.prefix, b)
 	return len(b), err
+}
+
+// keepLogs copies each process's log (DIR/<name>/*.log) to to/<name>.log.
+func keepLogs(dir, to string) {
+	if to == "" {
+		return
+	}
+	logs, _ := filepath.Glob(filepath.Join(dir, "*", "*.log"))
+	if len(logs) == 0 || os.MkdirAll(to, 0o755) != nil {
+		return
+	}
+	for _, l := range logs {
+		if b, err := os.ReadFile(l); err == nil {
+			_ = os.WriteFile(filepath.Join(to, filepath.Base(filepath.Dir(l))+".log"), b, 0o644)
+		}
+	}
 }

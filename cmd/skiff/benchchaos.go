@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -34,6 +35,8 @@ the last fault, that no pod was bound to two nodes or left after its deletion, a
 cluster is healthy (one leader, every member, no lag). Writes result.json, summary.md and timeline.svg to --out; exits non-zero when a
 check fails.
 
+Every server's and agent's log is kept in --out/logs.
+
 Fault kinds: ` + strings.Join(bench.AllFaults, ", ") + `. partition, partition-primary (the Raft
 leader cut off on the minority side) and netem need --netns (root); slow-disk needs a blkio
 (cgroup v1) or io (v2) controller and a real block device under --dir.`,
@@ -54,6 +57,7 @@ leader cut off on the minority side) and netem need --netns (root); slow-disk ne
 				o.PeerDuration = o.Duration / 2
 			}
 			o.Progress = cmd.ErrOrStderr()
+			o.LogsDir = filepath.Join(out, "logs")
 			// client-go logs every broken response body through klog; the faults break
 			// thousands on purpose, and the run counts them as errors instead.
 			klog.SetLogger(logr.Discard())
