@@ -1,0 +1,143 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/skiff-dev/skiff/cluster"
+)
+
+// TestNodeProxyAndDNSReachServiceBackendsAcrossNodes runs real agents in
+// their own network namespaces: a Service (no selector, so the EndpointSlice
+// is the test's own) over three serve pods on both nodes is reached by name
+// from a client pod, through the agent's cluster DNS and nftables DNAT, and
+// every backend answers; the deleted Service leaves no rule on any node.
+func TestNodeProxyAndDNSReachServiceBackendsAcrossNodes(t *testing.T) {
+	needsRoot(t)
+	if _, err := exec.LookPath("nft"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("nft is missing (apt-get install nftables), and CI must run this test")
+		}
+		t.Skip("needs nft (Debian package nftables)")
+	}
+	dir := filepath.Join(t.TempDir(), "c")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var log strings.Builder
+	lc, err := cluster.Up(ctx, cluster.UpConfig{Dir: dir, Servers: 3, Agents: 2, Binary: skiffBin,
+		Netns: true, Runtime: "libcontainer", TestImageBinary: testImageBin, Progress: &log})
+	t.Cleanup(func() { _ = cluster.Down(dir, true, os.Stderr) })
+	if err != nil {
+		t.Fatalf("up: %v\n%s%s", err, log.String(), serverLogs(lc))
+	}
+	ctxName := lc.Processes[0].Name
+	apply := func(name, yaml string) {
+		t.Helper()
+		f := filepath.Join(t.TempDir(), name+".yaml")
+		if err := os.WriteFile(f, []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mustKubectl(t, lc, ctxName, "apply", "-f", f)
+	}
+	backends := map[string]string{"be-1": "agent-1", "be-2": "agent-1", "be-3": "agent-2"}
+	for name, node := range backends {
+		apply(name, fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: %s, labels: {app: be}}
+spec:
+  nodeName: %s
+  containers:
+  - {name: serve, image: skiff.local/testimage:latest, args: [serve, --port, "8080"]}
+`, name, node))
+	}
+	ips := map[string]string{}
+	eventually(t, 40*time.Second, func() error {
+		for name := range backends {
+			out, err := kubectl(t, lc, ctxName, "get", "pod", name, "-o", "jsonpath={.status.phase} {.status.podIP}")
+			f := strings.Fields(out)
+			if err != nil || len(f) != 2 || f[0] != "Running" {
+				return fmt.Errorf("pod %s: %q %v", name, out, err)
+			}
+			ips[name] = f[1]
+		}
+		return nil
+	})
+	var eps strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(backends)) {
+		fmt.Fprintf(&eps, "- addresses: [%q]\n  conditions: {ready: true}\n  nodeName: %s\n", ips[name], backends[name])
+	}
+	apply("svc", `apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  clusterIP: 10.96.77.77
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-hand, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints:
+`+eps.String())
+
+	// The client pod on agent-2 reaches http://web by its short name.
+	attempt := 0
+	eventually(t, 40*time.Second, func() error {
+		attempt++
+		name := fmt.Sprintf("client-%d", attempt)
+		apply(name, fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: %s}
+spec:
+  nodeName: agent-2
+  restartPolicy: Never
+  containers:
+  - {name: get, image: skiff.local/testimage:latest, args: [get, --count, "30", "http://web/hostname"]}
+`, name))
+		var phase string
+		for range 60 {
+			phase, _ = kubectl(t, lc, ctxName, "get", "pod", name, "-o", "jsonpath={.status.phase}")
+			if phase == "Succeeded" || phase == "Failed" {
+				break
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		logs, _ := kubectl(t, lc, ctxName, "logs", name)
+		if phase != "Succeeded" {
+			return fmt.Errorf("client %s: %s\n%s", name, phase, logs)
+		}
+		for be := range backends {
+			if !strings.Contains(logs, be) {
+				return fmt.Errorf("backend %s never answered in 30 requests:\n%s", be, logs)
+			}
+		}
+		return nil
+	})
+
+	mustKubectl(t, lc, ctxName, "delete", "service", "web")
+	mustKubectl(t, lc, ctxName, "delete", "endpointslice", "web-hand")
+	for _, p := range lc.Processes {
+		if p.Role != "agent" {
+			continue
+		}
+		eventually(t, 10*time.Second, func() error {
+			out, err := exec.Command("ip", "netns", "exec", p.Netns, "nft", "list", "table", "ip", "skiff-proxy").CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("%s: nft list table: %v\n%s", p.Name, err, out)
+			}
+			if strings.Contains(string(out), "10.96.77.77") || strings.Contains(string(out), "default/web/") {
+				return fmt.Errorf("%s keeps rules of the deleted Service:\n%s", p.Name, out)
+			}
+			return nil
+		})
+	}
+}
