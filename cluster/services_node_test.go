@@ -3,12 +3,15 @@ package cluster_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,7 +22,9 @@ import (
 // their own network namespaces: a Service (no selector, so the EndpointSlice
 // is the test's own) over three serve pods on both nodes is reached by name
 // from a client pod, through the agent's cluster DNS and nftables DNAT, and
-// every backend answers; the deleted Service leaves no rule on any node.
+// every backend answers; a headless Service resolves to the pods; NodePort
+// answers on every node's address, also while an agent is killed with -9
+// and after it restarts; the deleted Services leave no rule on any node.
 func TestNodeProxyAndDNSReachServiceBackendsAcrossNodes(t *testing.T) {
 	needsRoot(t)
 	if _, err := exec.LookPath("nft"); err != nil {
@@ -89,42 +94,108 @@ ports: [{name: http, port: 8080, protocol: TCP}]
 endpoints:
 `+eps.String())
 
-	// The client pod on agent-2 reaches http://web by its short name.
+	// runPod runs a testimage command to completion on a node, again until
+	// check accepts its output (rules and DNS may be a moment behind).
 	attempt := 0
-	eventually(t, 40*time.Second, func() error {
-		attempt++
-		name := fmt.Sprintf("client-%d", attempt)
-		apply(name, fmt.Sprintf(`apiVersion: v1
+	runPod := func(node string, check func(logs string) error, args ...string) {
+		t.Helper()
+		eventually(t, 40*time.Second, func() error {
+			attempt++
+			name := fmt.Sprintf("client-%d", attempt)
+			apply(name, fmt.Sprintf(`apiVersion: v1
 kind: Pod
 metadata: {name: %s}
 spec:
-  nodeName: agent-2
+  nodeName: %s
   restartPolicy: Never
   containers:
-  - {name: get, image: skiff.local/testimage:latest, args: [get, --count, "30", "http://web/hostname"]}
-`, name))
-		var phase string
-		for range 60 {
-			phase, _ = kubectl(t, lc, ctxName, "get", "pod", name, "-o", "jsonpath={.status.phase}")
-			if phase == "Succeeded" || phase == "Failed" {
-				break
+  - {name: c, image: skiff.local/testimage:latest, args: [%s]}
+`, name, node, strings.Join(args, ", ")))
+			var phase string
+			for range 80 {
+				phase, _ = kubectl(t, lc, ctxName, "get", "pod", name, "-o", "jsonpath={.status.phase}")
+				if phase == "Succeeded" || phase == "Failed" {
+					break
+				}
+				time.Sleep(250 * time.Millisecond)
 			}
-			time.Sleep(250 * time.Millisecond)
-		}
-		logs, _ := kubectl(t, lc, ctxName, "logs", name)
-		if phase != "Succeeded" {
-			return fmt.Errorf("client %s: %s\n%s", name, phase, logs)
-		}
+			logs, _ := kubectl(t, lc, ctxName, "logs", name)
+			if phase != "Succeeded" {
+				return fmt.Errorf("client %s %v: %s\n%s", name, args, phase, logs)
+			}
+			return check(logs)
+		})
+	}
+	allBackends := func(logs string) error {
 		for be := range backends {
 			if !strings.Contains(logs, be) {
-				return fmt.Errorf("backend %s never answered in 30 requests:\n%s", be, logs)
+				return fmt.Errorf("backend %s never answered:\n%s", be, logs)
 			}
 		}
 		return nil
-	})
+	}
+	// The client pod on agent-2 reaches http://web by its short name.
+	runPod("agent-2", allBackends, "get", "--count", `"30"`, "http://web/hostname")
+
+	// A headless Service resolves to its endpoints' addresses.
+	apply("headless", `apiVersion: v1
+kind: Service
+metadata: {name: web-headless}
+spec:
+  clusterIP: None
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-headless-hand, labels: {kubernetes.io/service-name: web-headless}}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints:
+`+eps.String())
+	runPod("agent-1", func(logs string) error {
+		for _, ip := range ips {
+			if !strings.Contains(logs, ip+"\n") {
+				return fmt.Errorf("resolve web-headless: %q lacks %s", logs, ip)
+			}
+		}
+		return nil
+	}, "resolve", "web-headless")
+
+	// NodePort answers on every node's address, from outside the pods.
+	mustKubectl(t, lc, ctxName, "patch", "service", "web", "-p",
+		`{"spec":{"type":"NodePort","ports":[{"name":"http","port":80,"targetPort":8080,"nodePort":30777}]}}`)
+	nodePortAnswers := func() {
+		t.Helper()
+		for _, p := range lc.Processes {
+			if p.Role != "agent" {
+				continue
+			}
+			eventually(t, 20*time.Second, func() error {
+				return httpGetOK("http://" + p.IP + ":30777/hostname")
+			})
+		}
+	}
+	nodePortAnswers()
+
+	// The agent killed with -9: the kernel keeps its rules; restarted, it
+	// replaces its table and the Service still answers.
+	a2 := process(lc, "agent-2")
+	if err := syscall.Kill(a2.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	nodePortAnswers()
+	if err := cluster.StartProcess(lc, a2); err != nil {
+		t.Fatal(err)
+	}
+	if err := saveCluster(lc); err != nil {
+		t.Fatal(err)
+	}
+	runPod("agent-2", allBackends, "get", "--count", `"30"`, "http://web.default.svc.cluster.local/hostname")
+	nodePortAnswers()
 
 	mustKubectl(t, lc, ctxName, "delete", "service", "web")
 	mustKubectl(t, lc, ctxName, "delete", "endpointslice", "web-hand")
+	mustKubectl(t, lc, ctxName, "delete", "service", "web-headless")
 	for _, p := range lc.Processes {
 		if p.Role != "agent" {
 			continue
@@ -134,10 +205,24 @@ spec:
 			if err != nil {
 				return fmt.Errorf("%s: nft list table: %v\n%s", p.Name, err, out)
 			}
-			if strings.Contains(string(out), "10.96.77.77") || strings.Contains(string(out), "default/web/") {
+			if strings.Contains(string(out), "10.96.77.77") || strings.Contains(string(out), "default/web/") || strings.Contains(string(out), "30777") {
 				return fmt.Errorf("%s keeps rules of the deleted Service:\n%s", p.Name, out)
 			}
 			return nil
 		})
 	}
+}
+
+func httpGetOK(url string) error {
+	c := &http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(body), "be-") {
+		return fmt.Errorf("GET %s: %s %q", url, resp.Status, body)
+	}
+	return nil
 }
