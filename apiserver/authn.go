@@ -39,6 +39,9 @@ func (s *Server) identify(r *http.Request) *UserInfo {
 				return withAuthenticated(&u)
 			}
 		}
+		if strings.Count(token, ".") == 2 {
+			return s.identifyServiceAccount(r.Context(), token)
+		}
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -71,6 +72,9 @@ type Config struct {
 	// kube-apiserver's --service-cluster-ip-range); its first address is the kubernetes
 	// Service's. Every server of a cluster must be given the same.
 	ServiceCIDR string
+	// ServiceAccountKey signs and verifies service account tokens; every server of a cluster
+	// must have the same. Nil: no tokens are issued or accepted.
+	ServiceAccountKey *ecdsa.PrivateKey
 	// NodePortMin and NodePortMax bound node ports (default 30000-32767).
 	NodePortMin, NodePortMax int32
 }

@@ -129,6 +129,7 @@ func (s *Server) create(ctx context.Context, q *request, obj runtime.Object, wo 
 	if q.rs.Default != nil {
 		q.rs.Default(obj)
 	}
+	s.admitServiceAccount(ctx, q, obj)
 	name, owner := m.GetName(), s.objs.key(q.rs, m.GetNamespace(), m.GetName())
 	base := obj
 	for attempt := 0; ; attempt++ {

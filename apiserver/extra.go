@@ -24,6 +24,8 @@ func (s *Server) serveExtra(w http.ResponseWriter, r *http.Request, q *request) 
 	switch {
 	case q.rs.GVR.Resource == "pods" && q.ri.Subresource == "binding" && q.ri.Verb == "create":
 		s.handleBinding(w, r, q)
+	case q.rs.GVR.Resource == "serviceaccounts" && q.ri.Subresource == "token" && q.ri.Verb == "create":
+		s.handleTokenRequest(w, r, q)
 	case q.rs.GVR.Resource == "pods" && q.ri.Subresource == "eviction" && q.ri.Verb == "create":
 		s.handleEviction(w, r, q)
 	case q.rs.GVR.Resource == "namespaces" && q.ri.Subresource == "finalize" && q.ri.Verb == "update":

@@ -46,6 +46,8 @@ func (a *authorizer) nodeAllowed(ctx context.Context, node string, ri *requestIn
 		return false, "node " + node + " can only modify its own Lease"
 	case ri.Resource == "events" && (ri.Verb == "create" || ri.Verb == "patch" || ri.Verb == "update"):
 		return true, ""
+	case ri.Resource == "serviceaccounts" && ri.Subresource == "token" && ri.Verb == "create":
+		return true, "" // the handler checks that the token is bound to a pod of this node
 	case ri.Resource == "pods" && (ri.Subresource == "status" || (ri.Subresource == "" && ri.Verb == "delete")):
 		if ri.Verb == "deletecollection" {
 			return false, "nodes may not delete collections of pods"

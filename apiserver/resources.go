@@ -61,6 +61,7 @@ func builtinResources() []*Resource {
 			Validate: validateSecret, Columns: secretColumns, Row: secretRow,
 			Fields: func(o runtime.Object) fields.Set { return fields.Set{"type": string(o.(*corev1.Secret).Type)} }},
 		{GVR: gvr("", "v1", "serviceaccounts"), Kind: "ServiceAccount", Namespaced: true, ShortNames: []string{"sa"},
+			Extra:   []SubresourceInfo{{Name: "token", Kind: "TokenRequest", Group: "authentication.k8s.io", Verbs: []string{"create"}}},
 			Columns: saColumns, Row: saRow},
 		{GVR: gvr("", "v1", "events"), Kind: "Event", Namespaced: true, ShortNames: []string{"ev"},
 			Columns: eventColumns, Row: eventRow, Fields: eventFields},

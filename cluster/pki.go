@@ -36,6 +36,8 @@ type Keys struct {
 	RaftKey   []byte // authenticates Raft and forwarding connections
 	AgentKey  []byte // an agent presents it to get a node certificate
 	GossipKey []byte // encrypts memberlist gossip (servers and agents)
+	// ServiceAccountKey signs service account tokens; every server derives the same one.
+	ServiceAccountKey *ecdsa.PrivateKey
 }
 
 func derive(secret []byte, info string, n int) []byte {
@@ -79,6 +81,10 @@ func DeriveKeys(serverToken string) (*Keys, error) {
 		return nil, err
 	}
 	agent := derive(secret, "skiff agent v1", 32)
+	var saKey *ecdsa.PrivateKey
+	for i := uint32(0); saKey == nil; i++ {
+		saKey, _ = ecdsa.ParseRawPrivateKey(elliptic.P256(), derive(secret, fmt.Sprintf("skiff service account key v1 %d", i), 32))
+	}
 	return &Keys{
 		CA:        ca,
 		CAKey:     caKey,
@@ -87,6 +93,8 @@ func DeriveKeys(serverToken string) (*Keys, error) {
 		RaftKey:   derive(secret, "skiff raft v1", 32),
 		AgentKey:  agent,
 		GossipKey: gossipKey(agent),
+
+		ServiceAccountKey: saKey,
 	}, nil
 }
 

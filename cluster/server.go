@@ -196,6 +196,7 @@ func (s *Server) openAPI() error {
 		ServingCert:       tc,
 		KubeletClientCert: kubeletCert,
 		ServiceCIDR:       cfg.ServiceCIDR,
+		ServiceAccountKey: s.keys.ServiceAccountKey,
 		ClientCA:          s.keys.CAPool(),
 		Logger:            s.log,
 		Metrics:           reg,

@@ -13,6 +13,7 @@ import (
 	"github.com/skiff-dev/skiff/controllers/podgc"
 	"github.com/skiff-dev/skiff/controllers/replicaset"
 	"github.com/skiff-dev/skiff/controllers/scheduler"
+	"github.com/skiff-dev/skiff/controllers/serviceaccount"
 )
 
 // Builtins is the list of built-in controller plugins, in start order. It is a function of
@@ -31,5 +32,7 @@ func Builtins() []framework.Plugin {
 		endpoints.SlicePlugin,
 		endpoints.EndpointsPlugin,
 		namespace.Plugin,
+		serviceaccount.Plugin,
+		serviceaccount.RootCAPlugin,
 	}
 }

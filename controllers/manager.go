@@ -64,6 +64,9 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 		return nil, err
 	}
 	m.opts = cfg.Options.Defaulted()
+	if len(m.opts.RootCA) == 0 && cfg.RestConfig != nil {
+		m.opts.RootCA = cfg.RestConfig.TLSClientConfig.CAData
+	}
 	all := cfg.Plugins
 	if all == nil {
 		all = Builtins()

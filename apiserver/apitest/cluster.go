@@ -2,6 +2,9 @@ package apitest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"net"
@@ -55,12 +58,16 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 	if os.Getenv("APITEST_LOG") != "" {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	saKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, node := range c.Raft.Nodes {
 		s, err := apiserver.New(apiserver.Config{
 			Store: node.Store(), ServingCert: serving.TLS, ClientCA: c.PKI.Pool, Tokens: opts.Tokens,
 			Logger:            logger.With("node", node.ID),
 			KubeletClientCert: c.KubeletClient.TLS, KubeletCA: c.PKI.Pool,
-			ServiceCIDR: opts.ServiceCIDR,
+			ServiceCIDR: opts.ServiceCIDR, ServiceAccountKey: saKey,
 		})
 		if err != nil {
 			t.Fatalf("apiserver.New: %v", err)

@@ -42,6 +42,10 @@ type Options struct {
 	SchedulerScoring string
 	// SchedulerBindWorkers bounds the binds in flight (pipelined binding).
 	SchedulerBindWorkers int
+	// RootCA is the cluster CA (PEM) published to every namespace as the kube-root-ca.crt
+	// ConfigMap (kube-controller-manager's --root-ca-file); the manager takes it from its
+	// client's configuration when unset.
+	RootCA []byte
 	// PodMaxInUnschedulablePodsDuration: an unschedulable pod is retried at least this often
 	// even without a cluster change (kube-scheduler: 5m).
 	PodMaxInUnschedulablePodsDuration time.Duration
