@@ -136,7 +136,7 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, q *request)
 	// Join this node's shared stream of the resource when it can start there; otherwise
 	// (no server context, a start older than the shared stream's memory) watch the store.
 	var watcher *raftstore.Watcher
-	sub, leave, shared := s.hubs.subscribe(s.objs.prefix(q.rs, ""), s.objs.prefix(q.rs, q.ns), from)
+	sub, leave, shared := s.hubs.subscribe(s.objs.prefix(q.rs, ""), s.objs.prefix(q.rs, q.ns), from, s.watchTrigger(q.rs, sel))
 	if shared {
 		defer leave()
 	} else {
@@ -268,4 +268,18 @@ func (s *Server) bookmark(rs *Resource, rev int64, initialEnd bool) runtime.Obje
 		m.SetAnnotations(map[string]string{metav1.InitialEventsAnnotationKey: "true"})
 	}
 	return obj
+}
+
+// watchTrigger is the exact-match field requirement the shared stream filters on for this
+// watcher, if its field selector has one (spec.nodeName=<node> first: the node agents').
+func (s *Server) watchTrigger(rs *Resource, sel *selector) *hubTrigger {
+	if sel == nil || sel.fields.Empty() {
+		return nil
+	}
+	for _, f := range []string{"spec.nodeName", "metadata.name"} {
+		if v, ok := sel.fields.RequiresExactMatch(f); ok {
+			return &hubTrigger{s: s, rs: rs, field: f, value: v}
+		}
+	}
+	return nil
 }

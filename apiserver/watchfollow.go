@@ -7,7 +7,10 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/streaming"
 	"k8s.io/apimachinery/pkg/watch"
@@ -43,6 +46,7 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 		case <-ctx.Done():
 			return
 		case <-tick:
+			last = max(last, sub.skipped.Load())
 			if ws.send(watch.Bookmark, s.bookmark(ws.q.rs, last, false)) != nil {
 				return
 			}
@@ -89,8 +93,24 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 // convertHubEvent is convertEvent over a decoded shared event: which object to send
 // ("cur" or "prev"), with the same selector semantics.
 func (s *Server) convertHubEvent(rs *Resource, sel *selector, he *hubEvent) (watch.EventType, string) {
-	curOK := he.cur != nil && s.matches(rs, sel, he.cur)
-	prevOK := he.prev != nil && s.matches(rs, sel, he.prev)
+	match := func(obj runtime.Object, set fields.Set) bool {
+		if obj == nil {
+			return false
+		}
+		if sel.labels.Empty() && sel.fields.Empty() {
+			return true
+		}
+		m, err := meta.Accessor(obj)
+		if err != nil || !sel.labels.Matches(labels.Set(m.GetLabels())) {
+			return false
+		}
+		return sel.fields.Empty() || sel.fields.Matches(set)
+	}
+	var curSet, prevSet fields.Set
+	if !sel.fields.Empty() {
+		curSet, prevSet = he.fieldSets(s, rs)
+	}
+	curOK, prevOK := match(he.cur, curSet), match(he.prev, prevSet)
 	switch {
 	case he.typ == raftstore.EventDelete:
 		if prevOK {

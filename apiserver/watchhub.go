@@ -5,7 +5,9 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/skiff-dev/skiff/raftstore"
@@ -24,6 +26,42 @@ type hubEvent struct {
 
 	encMu sync.Mutex
 	enc   map[string][]byte // whole stream frames by type|object|media type, for plain watchers
+
+	fieldsOnce            sync.Once
+	curFields, prevFields fields.Set // the field selector's view of cur and prev, made once
+}
+
+// fieldSets returns the selectable fields of cur and prev (nil for an absent object),
+// computed once for all the watchers of the event's resource.
+func (e *hubEvent) fieldSets(s *Server, rs *Resource) (cur, prev fields.Set) {
+	e.fieldsOnce.Do(func() {
+		if e.cur != nil {
+			e.curFields = s.fieldSet(rs, e.cur)
+		}
+		if e.prev != nil {
+			e.prevFields = s.fieldSet(rs, e.prev)
+		}
+	})
+	return e.curFields, e.prevFields
+}
+
+// hubTrigger is a watcher's exact-match field requirement (a node agent's
+// spec.nodeName=<node>), checked by the hub before the event is handed over, as
+// kube-apiserver's watch cache does with its indexed triggers: an event that matches the
+// watcher neither before nor after the change is not its business, so a thousand node
+// watches do not each wake up for every pod event.
+type hubTrigger struct {
+	s            *Server
+	rs           *Resource
+	field, value string
+}
+
+func (t *hubTrigger) fires(ev *hubEvent) bool {
+	if t == nil || ev.err != nil {
+		return true
+	}
+	cur, prev := ev.fieldSets(t.s, t.rs)
+	return (cur != nil && cur[t.field] == t.value) || (prev != nil && prev[t.field] == t.value)
 }
 
 // frame returns the event's stream frame for one key (event type, object, media type),
@@ -81,9 +119,14 @@ type watchHub struct {
 type hubSub struct {
 	keyPrefix string // the namespace's (or the resource's) key prefix
 	from      int64
-	ch        chan *hubEvent
-	done      chan struct{} // closed by the hub when it cuts the subscriber off
-	err       error         // why, read after done
+	trigger   *hubTrigger // nil: every event under keyPrefix
+	// skipped is the newest revision the trigger filtered out while nothing was queued for
+	// the subscriber: every event it wants up to there has been taken, so a bookmark may
+	// report it.
+	skipped atomic.Int64
+	ch      chan *hubEvent
+	done    chan struct{} // closed by the hub when it cuts the subscriber off
+	err     error         // why, read after done
 }
 
 func (hs *watchHubs) run(ctx context.Context, wg *sync.WaitGroup) {
@@ -96,7 +139,7 @@ func (hs *watchHubs) run(ctx context.Context, wg *sync.WaitGroup) {
 // after from under keyPrefix (the resource's or one namespace's). ok is false when the shared stream cannot serve that start
 // (no hub yet at a later revision, events already gone from the ring): the caller then
 // uses a store watch of its own.
-func (hs *watchHubs) subscribe(prefix, keyPrefix string, from int64) (*hubSub, func(), bool) {
+func (hs *watchHubs) subscribe(prefix, keyPrefix string, from int64, trigger *hubTrigger) (*hubSub, func(), bool) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	if hs.ctx == nil || hs.ctx.Err() != nil || from <= 0 {
@@ -118,7 +161,7 @@ func (hs *watchHubs) subscribe(prefix, keyPrefix string, from int64) (*hubSub, f
 			h.pump(ctx, w)
 		}()
 	}
-	sub := &hubSub{keyPrefix: keyPrefix, from: from, ch: make(chan *hubEvent, hubSubBuffer), done: make(chan struct{})}
+	sub := &hubSub{keyPrefix: keyPrefix, from: from, trigger: trigger, ch: make(chan *hubEvent, hubSubBuffer), done: make(chan struct{})}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.err != nil || from < h.start {
@@ -134,7 +177,7 @@ func (hs *watchHubs) subscribe(prefix, keyPrefix string, from int64) (*hubSub, f
 }
 
 func (s *hubSub) wants(ev *hubEvent) bool {
-	return ev.rev > s.from && strings.HasPrefix(ev.key, s.keyPrefix)
+	return ev.rev > s.from && strings.HasPrefix(ev.key, s.keyPrefix) && s.trigger.fires(ev)
 }
 
 // unsubscribe leaves the hub; the last one out stops the store watch.
@@ -166,6 +209,9 @@ func (h *watchHub) pump(ctx context.Context, w *raftstore.Watcher) {
 		h.ring = append(h.ring, he)
 		for sub := range h.subs {
 			if !sub.wants(he) {
+				if len(sub.ch) == 0 {
+					sub.skipped.Store(he.rev)
+				}
 				continue
 			}
 			select {

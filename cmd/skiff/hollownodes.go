@@ -95,14 +95,16 @@ API through the given servers (first alive). No gossip: the servers list is the 
 				return fmt.Errorf("hollow-nodes: join: %w", err)
 			}
 			log.Info("joined", "nodes", count, "took", time.Since(start).Round(time.Millisecond))
-			pool := cluster.NewServerPool(servers)
 			agents := make([]*nodeagent.Agent, count)
 			for i, name := range names {
 				rc, err := cluster.RestConfig(kubeconfigs[i], "")
 				if err != nil {
 					return err
 				}
-				rc = pool.RestConfig(rc)
+				// Each node prefers another server (the pool tries its list in order), so the
+				// nodes' load spreads over the servers as a real fleet's would.
+				rotated := append(append([]string(nil), servers[i%len(servers):]...), servers[:i%len(servers)]...)
+				rc = cluster.NewServerPool(rotated).RestConfig(rc)
 				client, err := kubernetes.NewForConfig(rc)
 				if err != nil {
 					return err
