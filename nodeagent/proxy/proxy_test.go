@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 	"sigs.k8s.io/knftables"
@@ -79,7 +81,9 @@ func startProxier(t *testing.T, objs ...any) (*fake.Clientset, *recordingNFT, *f
 	client := fake.NewClientset()
 	ctx, cancel := context.WithCancel(context.Background())
 	for _, o := range objs {
-		create(t, client, o)
+		if err := client.Tracker().Add(o.(runtime.Object)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	nft := &recordingNFT{Fake: knftables.NewFake(knftables.IPv4Family, TableName)}
 	ct := &fakeConntrack{}
@@ -93,21 +97,6 @@ func startProxier(t *testing.T, objs ...any) (*fake.Clientset, *recordingNFT, *f
 	go func() { defer close(done); p.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done; inf.Shutdown() })
 	return client, nft, ct
-}
-
-func create(t *testing.T, client *fake.Clientset, o any) {
-	t.Helper()
-	ctx := context.Background()
-	var err error
-	switch o := o.(type) {
-	case *corev1.Service:
-		_, err = client.CoreV1().Services(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
-	case *discoveryv1.EndpointSlice:
-		_, err = client.DiscoveryV1().EndpointSlices(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // waitTx waits for the n-th transaction and returns it.
@@ -248,10 +237,18 @@ func TestUDPEndpointGoneClearsConntrack(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitTx(t, nft, 2)
-	ct.mu.Lock()
-	defer ct.mu.Unlock()
-	if len(ct.cleared) != 1 || ct.cleared[0] != "10.96.0.53:53>10.244.1.2" {
-		t.Fatalf("conntrack cleared %v, want the gone endpoint's entries", ct.cleared)
+	var cleared []string
+	for range 100 { // cleared right after the transaction
+		ct.mu.Lock()
+		cleared = append([]string(nil), ct.cleared...)
+		ct.mu.Unlock()
+		if len(cleared) > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(cleared) != 1 || cleared[0] != "10.96.0.53:53>10.244.1.2" {
+		t.Fatalf("conntrack cleared %v, want the gone endpoint's entries", cleared)
 	}
 }
 
@@ -287,5 +284,36 @@ func TestRulesAcceptedByNft(t *testing.T) {
 	d.apply(tx)
 	if err := real.Check(context.Background(), tx); err != nil {
 		t.Fatalf("nft rejects the rules: %v\n%s", err, tx)
+	}
+}
+
+// TestSyncWorkIsProportionalToChange: with many Services, a change
+// to one EndpointSlice writes only that Service's chains.
+func TestSyncWorkIsProportionalToChange(t *testing.T) {
+	var objs []any
+	const n = 300 // the fake nft is slow with big tables; the kernel is not
+	for i := range n {
+		name := fmt.Sprintf("s%d", i)
+		ip := fmt.Sprintf("10.96.%d.%d", i/250, i%250+1)
+		objs = append(objs, svc("ns1", name, ip, tcp("", 80)),
+			slice("ns1", name, "", 8080, corev1.ProtocolTCP, fmt.Sprintf("10.244.%d.%d", i/250, i%250+1)))
+	}
+	client, nft, _ := startProxier(t, objs...)
+	full := waitTx(t, nft, 1)
+	if ops := strings.Count(full, "\n"); ops < 5*n {
+		t.Fatalf("first sync has %d operations, want every Service's", ops)
+	}
+	s := slice("ns1", "s200", "", 8080, corev1.ProtocolTCP, "10.244.0.201", "10.244.9.9")
+	if _, err := client.DiscoveryV1().EndpointSlices("ns1").Update(context.Background(), s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tx := waitTx(t, nft, 2)
+	if ops := strings.Count(tx, "\n"); ops > 8 {
+		t.Fatalf("incremental sync of one Service wrote %d operations:\n%s", ops, tx)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(tx), "\n") {
+		if !strings.Contains(l, "ns1/s200/") {
+			t.Errorf("operation outside the changed Service: %s", l)
+		}
 	}
 }

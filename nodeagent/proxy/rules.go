@@ -5,6 +5,7 @@ import (
 	"encoding/base32"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -187,7 +188,10 @@ func podEgressRules(tx *knftables.Transaction, opt renderOptions, podCIDR string
 	if podCIDR == "" {
 		return
 	}
-	rule := "ip saddr " + podCIDR + " ip daddr != " + podCIDR
+	rule := "ip saddr " + podCIDR
+	if opt.ClusterCIDR == "" || !cidrContains(opt.ClusterCIDR, podCIDR) {
+		rule += " ip daddr != " + podCIDR
+	}
 	if opt.ClusterCIDR != "" {
 		rule += " ip daddr != " + opt.ClusterCIDR
 	}
@@ -288,4 +292,16 @@ func (d *diff) apply(tx *knftables.Transaction) bool {
 		}
 	}
 	return n > 0
+}
+
+// cidrContains reports whether CIDR outer holds CIDR inner.
+func cidrContains(outer, inner string) bool {
+	_, o, err1 := net.ParseCIDR(outer)
+	ip, i, err2 := net.ParseCIDR(inner)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	ion, _ := i.Mask.Size()
+	oon, _ := o.Mask.Size()
+	return o.Contains(ip) && ion >= oon
 }
