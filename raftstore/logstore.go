@@ -109,7 +109,7 @@ func migrateLog(dir, path string, bolt *raftboltdb.BoltStore) error {
 		return err
 	}
 	if first != 0 {
-		log, err := raftlog.Open(tmp, raftlog.Options{PreallocChunk: -1})
+		log, err := raftlog.Open(tmp, raftlog.Options{NoPrealloc: true})
 		if err != nil {
 			return err
 		}

@@ -13,8 +13,8 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// small segments and preallocation so that tests cross segment boundaries quickly.
-var smallOpts = Options{SegmentSize: 4 << 10, PreallocChunk: 1 << 10}
+// small segments (each from a spare) so that tests cross segment boundaries quickly.
+var smallOpts = Options{SegmentSize: 4 << 10}
 
 func entry(i, term uint64) *raft.Log {
 	return &raft.Log{
@@ -259,7 +259,7 @@ func TestTornTailRecovery(t *testing.T) {
 	for name, tear := range cases {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			o := Options{SegmentSize: 1 << 20, PreallocChunk: -1}
+			o := Options{SegmentSize: 1 << 20, NoPrealloc: true}
 			l := open(t, dir, o)
 			mustStore(t, l, entries(1, 10, 1))
 			mustStore(t, l, entries(11, 11, 1))
@@ -292,7 +292,7 @@ func TestTornTailRecovery(t *testing.T) {
 // record 2 of the same size) does not continue the new chain and is not read back.
 func TestStaleRecordAfterRewriteIgnored(t *testing.T) {
 	dir := t.TempDir()
-	o := Options{SegmentSize: 1 << 20, PreallocChunk: -1}
+	o := Options{SegmentSize: 1 << 20, NoPrealloc: true}
 	l := open(t, dir, o)
 	mustStore(t, l, entries(1, 3, 1))
 	l.mu.RLock()
@@ -389,4 +389,61 @@ func BenchmarkStoreLog1K(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// Segments are made from the zeroed spare when it is ready (a file of exactly SegmentSize);
+// a spare that a crash left with a header in it is reused; nothing it held is read as a
+// record.
+func TestSegmentsComeFromTheSpare(t *testing.T) {
+	dir := t.TempDir()
+	o := Options{SegmentSize: 16 << 10}
+	spareReady := func(l *Log) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			l.spare.mu.Lock()
+			ok := l.spare.ready
+			l.spare.mu.Unlock()
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no spare prepared")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	l := open(t, dir, o)
+	spareReady(l)
+	mustStore(t, l, entries(1, 1, 1))
+	spareReady(l)
+	for i := uint64(2); i <= 400; i += 4 {
+		mustStore(t, l, entries(i, i+3, 1))
+	}
+	segs := segFiles(t, dir)
+	if len(segs) < 2 {
+		t.Fatalf("%d segments", len(segs))
+	}
+	for _, p := range segs {
+		if st, _ := os.Stat(p); st.Size() < o.SegmentSize {
+			t.Fatalf("%s has %d bytes: not made from the spare", p, st.Size())
+		}
+	}
+	spareReady(l)
+	l.Close()
+	// A crash between writing a header into the spare and renaming it.
+	sp := filepath.Join(dir, "spare")
+	f, _ := os.OpenFile(sp, os.O_RDWR, 0)
+	f.WriteAt(segHeader{base: 9999, flags: flagFresh}.encode(), 0)
+	f.Close()
+	l = open(t, dir, o)
+	defer l.Close()
+	check(t, l, 1, 401, term(1))
+	if err := l.DeleteRange(1, 401); err != nil {
+		t.Fatal(err)
+	}
+	mustStore(t, l, entries(500, 520, 2)) // a fresh start from the reused spare
+	l.Close()
+	l = open(t, dir, o)
+	check(t, l, 500, 520, term(2))
 }

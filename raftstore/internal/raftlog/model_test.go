@@ -11,7 +11,7 @@ import (
 // the entries a prefix delete removed (which may come back after a restart, unchanged).
 func runModel(t *testing.T, ops []byte) {
 	dir := t.TempDir()
-	o := Options{SegmentSize: 2 << 10, PreallocChunk: 512}
+	o := Options{SegmentSize: 2 << 10}
 	l := open(t, dir, o)
 	defer func() { l.Close() }()
 	terms := map[uint64]uint64{}  // the live entries' terms
