@@ -160,6 +160,10 @@ func (s *Server) openAPI() error {
 			ips = append(ips, net.ParseIP(h))
 		}
 	}
+	// In-cluster clients (rest.InClusterConfig) dial the kubernetes Service's address.
+	if kip, err := kubernetesServiceIP(cfg.ServiceCIDR); err == nil {
+		ips = append(ips, net.ParseIP(kip))
+	}
 	serving, err := s.keys.Issue(CertRequest{
 		CommonName: cfg.Name, Server: true, IPs: ips, SerialSource: cfg.Name + "/api",
 		DNSNames: []string{"localhost", cfg.Name, "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
