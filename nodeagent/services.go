@@ -53,7 +53,7 @@ func (a *Agent) runServices(ctx context.Context) error {
 		nft, err := knftables.New(knftables.IPv4Family, proxy.TableName)
 		if err == nil {
 			proxier, err = proxy.New(proxy.Config{
-				NFT: nft, Informers: a.svc.factory, ClusterCIDR: a.cfg.ClusterCIDR,
+				NFT: nft, Informers: a.svc.factory, NodeName: a.cfg.NodeName, ClusterCIDR: a.cfg.ClusterCIDR,
 				Conntrack: proxy.NetlinkConntrack{}, Logger: a.log.With("component", "proxy"),
 			})
 		}
@@ -67,6 +67,16 @@ func (a *Agent) runServices(ctx context.Context) error {
 					a.log.Error("service proxy", "err", err)
 				}
 			}()
+		}
+	}
+	if !a.cfg.ServiceProxy {
+		// A table left by an earlier run with the proxy on would keep
+		// serving stale rules.
+		if nft, err := knftables.New(knftables.IPv4Family, proxy.TableName); err == nil {
+			tx := nft.NewTransaction()
+			tx.Add(&knftables.Table{})
+			tx.Delete(&knftables.Table{})
+			_ = nft.Run(ctx, tx)
 		}
 	}
 	var dnsServer *dns.Server

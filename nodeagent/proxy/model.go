@@ -28,6 +28,11 @@ type servicePort struct {
 	// affinity is sessionAffinity ClientIP's timeout in seconds, 0 for none.
 	affinity  int32
 	endpoints []endpoint
+	// local are the endpoints on this node; internalLocal and
+	// externalLocal are internalTrafficPolicy and externalTrafficPolicy
+	// Local: only they serve the cluster IP, or the node port.
+	local                        []endpoint
+	internalLocal, externalLocal bool
 }
 
 // endpoint is one backend address of a Service port.
@@ -42,7 +47,7 @@ func (e endpoint) String() string { return net.JoinHostPort(e.IP, itoa(e.Port)) 
 // proxy programs. Ready endpoints are used; when none is ready, endpoints
 // that are serving and terminating are (as upstream's
 // ProxyTerminatingEndpoints). Only IPv4 is programmed.
-func servicePorts(svc *corev1.Service, slices []*discoveryv1.EndpointSlice) []servicePort {
+func servicePorts(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, nodeName string) []servicePort {
 	if svc == nil || svc.Spec.Type == corev1.ServiceTypeExternalName {
 		return nil
 	}
@@ -70,14 +75,17 @@ func servicePorts(svc *corev1.Service, slices []*discoveryv1.EndpointSlice) []se
 				sp.affinity = *c.ClientIP.TimeoutSeconds
 			}
 		}
-		sp.endpoints = sliceEndpoints(slices, p.Name, proto)
+		sp.endpoints, sp.local = sliceEndpoints(slices, p.Name, proto, nodeName)
+		sp.internalLocal = svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal
+		sp.externalLocal = sp.nodePort != 0 && svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
 		out = append(out, sp)
 	}
 	return out
 }
 
-func sliceEndpoints(slices []*discoveryv1.EndpointSlice, portName string, proto corev1.Protocol) []endpoint {
+func sliceEndpoints(slices []*discoveryv1.EndpointSlice, portName string, proto corev1.Protocol, nodeName string) (eps, local []endpoint) {
 	var ready, terminating []endpoint
+	onNode := map[endpoint]bool{}
 	seen := map[endpoint]bool{}
 	for _, s := range slices {
 		if s.AddressType != discoveryv1.AddressTypeIPv4 {
@@ -110,6 +118,9 @@ func sliceEndpoints(slices []*discoveryv1.EndpointSlice, portName string, proto 
 			if seen[ep] {
 				continue
 			}
+			if nodeName != "" && e.NodeName != nil && *e.NodeName == nodeName {
+				onNode[ep] = true
+			}
 			c := e.Conditions
 			switch {
 			case c.Ready == nil || *c.Ready:
@@ -124,5 +135,10 @@ func sliceEndpoints(slices []*discoveryv1.EndpointSlice, portName string, proto 
 		ready = terminating
 	}
 	sort.Slice(ready, func(i, j int) bool { return ready[i].String() < ready[j].String() })
-	return ready
+	for _, e := range ready {
+		if onNode[e] {
+			local = append(local, e)
+		}
+	}
+	return ready, local
 }

@@ -42,6 +42,9 @@ type Config struct {
 	// Informers gives the Service and EndpointSlice informers; the caller
 	// starts it.
 	Informers informers.SharedInformerFactory
+	// NodeName is this node's: its endpoints serve Services whose traffic
+	// policy is Local.
+	NodeName string
 	// ClusterCIDR is the pods' CIDR (see renderOptions).
 	ClusterCIDR string
 	// MinSyncPeriod bounds how often the kernel is written (default 100 ms).
@@ -246,7 +249,7 @@ func (p *Proxier) sync(ctx context.Context) error {
 			p.requeue(key)
 			continue
 		}
-		ports := servicePorts(svc, slices)
+		ports := servicePorts(svc, slices, p.cfg.NodeName)
 		rs := render(ports, opt)
 		var old *ruleSet
 		if a := p.applied[key]; a != nil && !full {

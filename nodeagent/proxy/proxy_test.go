@@ -273,6 +273,13 @@ func TestRulesAcceptedByNft(t *testing.T) {
 		endpoints: []endpoint{{"10.244.1.2", 8080}, {"10.244.2.3", 8080}},
 	}, {
 		name: portName{"ns1", "none", "", corev1.ProtocolUDP}, clusterIP: "10.96.0.11", port: 53, nodePort: 30053,
+	}, {
+		name: portName{"ns1", "local", "", corev1.ProtocolTCP}, clusterIP: "10.96.0.12", port: 80, nodePort: 30081,
+		internalLocal: true, externalLocal: true,
+		endpoints: []endpoint{{"10.244.1.2", 8080}, {"10.244.2.3", 8080}}, local: []endpoint{{"10.244.1.2", 8080}},
+	}, {
+		name: portName{"ns1", "nolocal", "", corev1.ProtocolTCP}, clusterIP: "10.96.0.13", port: 80, nodePort: 30082,
+		internalLocal: true, externalLocal: true, endpoints: []endpoint{{"10.244.2.3", 8080}},
 	}}
 	tx := real.NewTransaction()
 	tx.Add(&knftables.Table{})
@@ -314,6 +321,41 @@ func TestSyncWorkIsProportionalToChange(t *testing.T) {
 	for _, l := range strings.Split(strings.TrimSpace(tx), "\n") {
 		if !strings.Contains(l, "ns1/s200/") {
 			t.Errorf("operation outside the changed Service: %s", l)
+		}
+	}
+}
+
+func TestTrafficPolicyLocalUsesThisNodesEndpoints(t *testing.T) {
+	local := corev1.ServiceInternalTrafficPolicyLocal
+	sv := svc("ns1", "web", "10.96.0.10", corev1.ServicePort{Name: "http", Port: 80, NodePort: 30080, Protocol: corev1.ProtocolTCP})
+	sv.Spec.Type = corev1.ServiceTypeNodePort
+	sv.Spec.InternalTrafficPolicy = &local
+	sv.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	sl := slice("ns1", "web", "http", 8080, corev1.ProtocolTCP, "10.244.1.2", "10.244.2.3")
+	node := "node-a"
+	sl.Endpoints[0].NodeName = &node
+	ports := servicePorts(sv, []*discoveryv1.EndpointSlice{sl}, "node-a")
+	rs := render(ports, renderOptions{})
+	pn := portName{"ns1", "web", "http", corev1.ProtocolTCP}
+	localEp := endpointChain(pn, endpoint{"10.244.1.2", 8080})
+	if got := rs.chains[localChain(pn)]; len(got) != 1 || got[0] != "numgen random mod 1 vmap { 0 : goto "+localEp+" }" {
+		t.Fatalf("local chain %q, want only this node's endpoint", got)
+	}
+	if e := rs.elements[element{Map: serviceIPsMap, Key: []string{"10.96.0.10", "tcp", "80"}}.id()]; e.Value != "goto "+localChain(pn) {
+		t.Fatalf("cluster IP goes to %q, want the local chain", e.Value)
+	}
+	ext := rs.chains[externalChain(pn)]
+	if len(ext) != 3 || ext[2] != "goto "+localChain(pn) || strings.Contains(ext[2], "mark") {
+		t.Fatalf("external chain %q: want local endpoints without masquerade for outside clients", ext)
+	}
+	// On another node with no endpoint of its own, both are dropped.
+	rs = render(servicePorts(sv, []*discoveryv1.EndpointSlice{sl}, "node-c"), renderOptions{})
+	for _, id := range []string{
+		element{Map: noEndpointServices, Key: []string{"10.96.0.10", "tcp", "80"}}.id(),
+		element{Map: noEndpointNodePort, Key: []string{"tcp", "30080"}}.id(),
+	} {
+		if rs.elements[id].Value != "drop" {
+			t.Errorf("%s: %q, want drop", id, rs.elements[id].Value)
 		}
 	}
 }

@@ -43,6 +43,7 @@ func hashName(s string) string {
 
 func serviceChain(p portName) string  { return "service-" + hashName(p.String()) + "-" + p.String() }
 func externalChain(p portName) string { return "external-" + hashName(p.String()) + "-" + p.String() }
+func localChain(p portName) string    { return "local-" + hashName(p.String()) + "-" + p.String() }
 func endpointChain(p portName, e endpoint) string {
 	s := p.String() + "__" + e.IP + "/" + itoa(e.Port)
 	return "endpoint-" + hashName(s) + "-" + s
@@ -96,37 +97,75 @@ func render(ports []servicePort, opt renderOptions) *ruleSet {
 			}
 			continue
 		}
-		svcChain := serviceChain(sp.name)
-		var rules []string
-		if opt.ClusterCIDR != "" {
-			rules = append(rules, fmt.Sprintf("ip daddr %s %s dport %d ip saddr != %s jump %s", sp.clusterIP, proto, sp.port, opt.ClusterCIDR, markMasqChain))
-		}
-		var vmap []string
-		for i, ep := range sp.endpoints {
-			epChain := endpointChain(sp.name, ep)
-			if sp.affinity > 0 {
-				set := affinitySet(sp.name, ep)
-				rs.sets[set] = sp.affinity
-				rules = append(rules, fmt.Sprintf("ip saddr @%s goto %s", set, epChain))
+		// The cluster-policy chain balances over all endpoints, the local
+		// one over this node's (traffic policy Local), as upstream.
+		svcChain, local := serviceChain(sp.name), localChain(sp.name)
+		needCluster := !sp.internalLocal || (sp.nodePort != 0)
+		needLocal := (sp.internalLocal || sp.externalLocal) && len(sp.local) > 0
+		if needCluster {
+			var rules []string
+			if opt.ClusterCIDR != "" {
+				rules = append(rules, fmt.Sprintf("ip daddr %s %s dport %d ip saddr != %s jump %s", sp.clusterIP, proto, sp.port, opt.ClusterCIDR, markMasqChain))
 			}
-			vmap = append(vmap, fmt.Sprintf("%d : goto %s", i, epChain))
-			epRules := []string{fmt.Sprintf("ip saddr %s jump %s", ep.IP, markMasqChain)} // hairpin
-			if sp.affinity > 0 {
-				epRules = append(epRules, fmt.Sprintf("update @%s { ip saddr }", affinitySet(sp.name, ep)))
-			}
-			epRules = append(epRules, fmt.Sprintf("meta l4proto %s dnat to %s", proto, ep))
-			rs.chains[epChain] = epRules
+			rs.chains[svcChain] = append(rules, rs.balance(sp, sp.endpoints)...)
 		}
-		rules = append(rules, fmt.Sprintf("numgen random mod %d vmap { %s }", len(sp.endpoints), strings.Join(vmap, " , ")))
-		rs.chains[svcChain] = rules
-		rs.addElement(element{serviceIPsMap, []string{sp.clusterIP, proto, itoa(sp.port)}, "goto " + svcChain})
-		if sp.nodePort != 0 {
-			ext := externalChain(sp.name)
+		if needLocal {
+			rs.chains[local] = rs.balance(sp, sp.local)
+		}
+		switch {
+		case !sp.internalLocal:
+			rs.addElement(element{serviceIPsMap, []string{sp.clusterIP, proto, itoa(sp.port)}, "goto " + svcChain})
+		case needLocal:
+			rs.addElement(element{serviceIPsMap, []string{sp.clusterIP, proto, itoa(sp.port)}, "goto " + local})
+		default: // internalTrafficPolicy Local and no endpoint here: dropped
+			rs.addElement(element{noEndpointServices, []string{sp.clusterIP, proto, itoa(sp.port)}, "drop"})
+		}
+		if sp.nodePort == 0 {
+			continue
+		}
+		ext := externalChain(sp.name)
+		switch {
+		case !sp.externalLocal:
 			rs.chains[ext] = []string{"jump " + markMasqChain, "goto " + svcChain}
-			rs.addElement(element{serviceNodePorts, []string{proto, itoa(sp.nodePort)}, "goto " + ext})
+		case needLocal:
+			// externalTrafficPolicy Local: the client's address is kept and
+			// only this node's endpoints serve; the node's own traffic goes
+			// as for Cluster.
+			rs.chains[ext] = []string{
+				"fib saddr type local jump " + markMasqChain,
+				"fib saddr type local goto " + svcChain,
+				"goto " + local,
+			}
+		default:
+			rs.addElement(element{noEndpointNodePort, []string{proto, itoa(sp.nodePort)}, "drop"})
+			continue
 		}
+		rs.addElement(element{serviceNodePorts, []string{proto, itoa(sp.nodePort)}, "goto " + ext})
 	}
 	return rs
+}
+
+// balance is the rules that pick one of eps at random (or the client's
+// earlier choice, with ClientIP affinity); it adds their endpoint chains.
+func (rs *ruleSet) balance(sp servicePort, eps []endpoint) []string {
+	proto := strings.ToLower(string(sp.name.Protocol))
+	var rules, vmap []string
+	for i, ep := range eps {
+		epChain := endpointChain(sp.name, ep)
+		if sp.affinity > 0 {
+			set := affinitySet(sp.name, ep)
+			rs.sets[set] = sp.affinity
+			rules = append(rules, fmt.Sprintf("ip saddr @%s goto %s", set, epChain))
+		}
+		vmap = append(vmap, fmt.Sprintf("%d : goto %s", i, epChain))
+		epRules := []string{fmt.Sprintf("ip saddr %s jump %s", ep.IP, markMasqChain)} // hairpin
+		if sp.affinity > 0 {
+			epRules = append(epRules, fmt.Sprintf("update @%s { ip saddr }", affinitySet(sp.name, ep)))
+		}
+		epRules = append(epRules, fmt.Sprintf("meta l4proto %s dnat to %s", proto, ep))
+		rs.chains[epChain] = epRules
+	}
+	return append(rules, fmt.Sprintf("numgen random mod %d vmap { %s }", len(eps), strings.Join(vmap, " , ")))
 }
 
 // baseObjects adds the table and its fixed chains, maps and rules to tx.
