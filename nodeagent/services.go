@@ -69,16 +69,6 @@ func (a *Agent) runServices(ctx context.Context) error {
 			}()
 		}
 	}
-	if !a.cfg.ServiceProxy {
-		// A table left by an earlier run with the proxy on would keep
-		// serving stale rules.
-		if nft, err := knftables.New(knftables.IPv4Family, proxy.TableName); err == nil {
-			tx := nft.NewTransaction()
-			tx.Add(&knftables.Table{})
-			tx.Delete(&knftables.Table{})
-			_ = nft.Run(ctx, tx)
-		}
-	}
 	var dnsServer *dns.Server
 	if a.cfg.ClusterDNS {
 		var err error
