@@ -85,8 +85,8 @@ func (a *Agent) runServices(ctx context.Context) error {
 	}
 	// Bridged traffic between pods of this node must pass the nat hooks, or
 	// a reply from a local backend would skip the reverse DNAT.
-	_ = os.WriteFile("/proc/sys/net/bridge/bridge-nf-call-iptables", []byte("1"), 0o644)
 	if proxier != nil {
+		_ = os.WriteFile("/proc/sys/net/bridge/bridge-nf-call-iptables", []byte("1"), 0o644)
 		proxier.SetPodCIDR(cidr)
 	}
 	if dnsServer == nil {
