@@ -30,9 +30,10 @@ bench: bench-store
 bench-store: build
 	./$(BIN) bench store --out bench-store.json
 
-# Five minutes of the register workload under every fault kind (partitions and netem need
-# root for network namespaces), then 2.5 minutes of the same against a 3-member etcd with
-# leader kills; prints the table, writes chaos-out/, fails when a check fails.
+# Five minutes of the register, churn and pod-rate workloads under every fault kind
+# (partitions and netem need root for network namespaces, slow-disk a blkio cgroup), then
+# 2.5 minutes of the register workload against a 3-member etcd with leader kills; prints the
+# table, writes chaos-out/, fails when a check fails. See bench/README.md.
 bench-chaos: build
 	./$(BIN) bench chaos --duration 5m --faults all --peer etcd --out $(or $(OUT),chaos-out)
 

@@ -1,7 +1,10 @@
 package bench
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 )
 
@@ -209,5 +213,38 @@ func TestProcStatParsing(t *testing.T) {
 	ticks, rss, err := parseProcStat(stat, 4096)
 	if err != nil || ticks != 300 || rss != 2560*4096 {
 		t.Fatalf("ticks %d rss %d err %v", ticks, rss, err)
+	}
+}
+
+func TestFailoverMovesOnFromADeadOrFailingServer(t *testing.T) {
+	var hits [3]atomic.Int32
+	mk := func(i, code int) *httptest.Server {
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			hits[i].Add(1)
+			w.WriteHeader(code)
+		}))
+	}
+	failing, good := mk(1, http.StatusServiceUnavailable), mk(2, http.StatusOK)
+	defer failing.Close()
+	defer good.Close()
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close() // connection refused
+	cfg := failoverConfig(&rest.Config{Host: dead.URL}, []string{dead.URL, failing.URL, good.URL})
+	rt, err := rest.TransportFor(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Transport: rt}
+	ok := 0
+	for range 5 {
+		if resp, err := hc.Get(dead.URL + "/x"); err == nil {
+			if resp.StatusCode == http.StatusOK {
+				ok++
+			}
+			resp.Body.Close()
+		}
+	}
+	if hits[1].Load() != 1 || hits[2].Load() != 3 || ok != 3 {
+		t.Fatalf("failing server hit %d times, good one %d, %d OK; want 1, 3, 3", hits[1].Load(), hits[2].Load(), ok)
 	}
 }
