@@ -35,13 +35,18 @@ type SchedulerOptions struct {
 	Timeout     time.Duration // for every pod to be bound
 	Dir         string        // where the temporary cluster directory is made
 	ProfileDir  string        // if set, CPU profiles of every server while pods are bound
-	Command     string        // recorded in the report
-	Progress    io.Writer
+	// RaftHeartbeat, if set, restarts the servers with --raft-heartbeat-timeout: on a
+	// machine starved of CPU the default 400ms costs a leader change every few seconds, and
+	// each one restarts the scheduler.
+	RaftHeartbeat time.Duration
+	Command       string // recorded in the report
+	Progress      io.Writer
 }
 
 // SchedulerResult is the outcome of one scheduler benchmark.
 type SchedulerResult struct {
 	Command     string  `json:"command"`
+	Elections   int     `json:"leaderChanges"` // Raft terms that began while pods were bound
 	Nodes       int     `json:"nodes"`
 	Pods        int     `json:"pods"`
 	Deployments int     `json:"deployments"`
@@ -102,6 +107,39 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (*SchedulerResult, er
 	if err != nil {
 		return nil, fmt.Errorf("bench: cluster up: %w", err)
 	}
+	if o.RaftHeartbeat > 0 {
+		say("restarting the servers with --raft-heartbeat-timeout %s", o.RaftHeartbeat)
+		for i := range lc.Processes {
+			p := &lc.Processes[i]
+			if p.Role != "server" {
+				continue
+			}
+			cluster.StopProcess(p.PID, 10*time.Second)
+			p.Args = append(p.Args, "--raft-heartbeat-timeout", o.RaftHeartbeat.String())
+		}
+		for i := range lc.Processes {
+			if p := &lc.Processes[i]; p.Role == "server" {
+				if err := cluster.StartProcess(lc, p); err != nil {
+					return nil, err
+				}
+				defer cluster.StopProcess(p.PID, 10*time.Second) // cluster.json knows the old pid
+			}
+		}
+		for wait := time.Now(); ; time.Sleep(time.Second) {
+			var srv []cluster.Process
+			for _, p := range lc.Processes {
+				if p.Role == "server" {
+					srv = append(srv, p)
+				}
+			}
+			if st := serverStatus(ctx, lc, srv); st.Leader != "" {
+				break
+			}
+			if time.Since(wait) > time.Minute {
+				return nil, fmt.Errorf("bench: the restarted servers do not answer")
+			}
+		}
+	}
 	var servers []cluster.Process
 	args := []string{"hollow-nodes", "--count", strconv.Itoa(o.Nodes), "--token-file", filepath.Join(dir, "agent-token"),
 		"--data-dir", filepath.Join(dir, "hollow")}
@@ -130,6 +168,7 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (*SchedulerResult, er
 	if err := waitNodesReady(ctx, client, o.Nodes, 5*time.Minute, say); err != nil {
 		return nil, err
 	}
+	termBefore := maxTerm(ctx, lc, servers)
 
 	const ns = "schedbench"
 	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
@@ -188,6 +227,7 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (*SchedulerResult, er
 	}
 	res := rec.result(start)
 	res.Command, res.Nodes, res.Pods, res.Deployments = o.Command, o.Nodes, o.Pods, o.Deployments
+	res.Elections = max(0, maxTerm(ctx, lc, servers)-termBefore)
 	return res, nil
 }
 
@@ -363,8 +403,9 @@ func (r *SchedulerResult) WriteTable(w io.Writer) error {
   bound in                   %.1fs (first pod created -> last pod bound)
   pods bound per second      %.0f  (end to end from the Deployments: %.0f; peak second %d)
   create->bound p50/p90/p99  %.0f / %.0f / %.0f ms (max %.0f ms)
+  leader changes meanwhile   %d
 `, r.Nodes, r.Pods, r.Deployments, r.Bound, r.CreatedIn, r.BoundIn, r.PodsPerSecond, r.EndToEndPerSecond, r.PeakPerSecond,
-		r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs)
+		r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs, r.Elections)
 	return err
 }
 
@@ -375,4 +416,27 @@ func (r *SchedulerResult) WriteJSONFile(path string) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// maxTerm is the highest Raft term the servers report (0 if none answers).
+func maxTerm(ctx context.Context, lc *cluster.LocalCluster, servers []cluster.Process) int {
+	term := 0
+	for _, m := range serverStatus(ctx, lc, servers).Members {
+		term = max(term, int(m.Term))
+	}
+	return term
+}
+
+func serverStatus(ctx context.Context, lc *cluster.LocalCluster, servers []cluster.Process) cluster.Status {
+	var targets []cluster.StatusTarget
+	for _, p := range servers {
+		rc, err := cluster.RestConfig(lc.Kubeconfig, p.Name)
+		if err != nil {
+			continue
+		}
+		targets = append(targets, cluster.StatusTarget{Name: p.Name, APIURL: p.APIURL, Config: rc})
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return cluster.CollectStatus(sctx, targets)
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -17,10 +18,11 @@ import (
 
 func newServerCmd() *cobra.Command {
 	var (
-		cfg        cluster.ServerConfig
-		tokenFile  string
-		configFile string
-		logLevel   string
+		cfg           cluster.ServerConfig
+		tokenFile     string
+		configFile    string
+		logLevel      string
+		raftHeartbeat time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -35,6 +37,11 @@ func newServerCmd() *cobra.Command {
 			cfg.Logger = newLogger(logLevel)
 			cfg.LogOutput = os.Stderr
 			cfg.LeaderTasks = leaderTasks(cfg.Logger)
+			if raftHeartbeat > 0 {
+				cfg.Tune = func(c *raftstore.Config) {
+					c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = raftHeartbeat, raftHeartbeat, raftHeartbeat*3/4
+				}
+			}
 			s, err := cluster.NewServer(cfg)
 			if err != nil {
 				return err
@@ -62,6 +69,7 @@ func newServerCmd() *cobra.Command {
 	f.DurationVar(&controllerOptions.NodeMonitorGracePeriod, "node-monitor-grace-period", 0, "how long a node may be silent before it is marked Unknown and tainted (default 40s)")
 	f.DurationVar(&controllerOptions.NodeMonitorPeriod, "node-monitor-period", 0, "how often the node lifecycle controller checks node health (default 5s)")
 	f.DurationVar(&controllerOptions.DefaultTolerationSeconds, "default-toleration", 0, "how long a pod without its own toleration stays on a not-ready or unreachable node (default 5m)")
+	f.DurationVar(&raftHeartbeat, "raft-heartbeat-timeout", 0, "Raft heartbeat and election timeout (default 400ms); longer rides out a machine starved of CPU, at the cost of slower failover")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.AddCommand(newServerRecoverCmd())
 	return cmd
