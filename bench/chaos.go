@@ -254,6 +254,7 @@ func RunChaos(ctx context.Context, o ChaosOptions) (*ChaosResult, error) {
 		}
 		pc := tracker.check(time.Now(), o.ConvergeBound, pl.deletedApps())
 		res.Pods = &pc
+		res.NodesNotReady = pl.waitNodesReady(ctx, c.agents(), 60*time.Second)
 	}
 	res.Verbs = verbs.results(o.Duration)
 

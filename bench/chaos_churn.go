@@ -311,3 +311,41 @@ func (l *podLoad) waitConverged(ctx context.Context, since time.Time, bound time
 		sleepCtx(ctx, time.Second)
 	}
 }
+
+// nodesNotReady names the wanted nodes that are missing or not Ready.
+func nodesNotReady(nodes []corev1.Node, want []string) []string {
+	ready := map[string]bool{}
+	for _, n := range nodes {
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				ready[n.Name] = true
+			}
+		}
+	}
+	var out []string
+	for _, w := range want {
+		if !ready[w] {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// waitNodesReady polls until every agent's Node is Ready, up to timeout; it returns those
+// that are not.
+func (l *podLoad) waitNodesReady(ctx context.Context, want []string, timeout time.Duration) []string {
+	deadline := time.Now().Add(timeout)
+	for {
+		octx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		list, err := l.cs.CoreV1().Nodes().List(octx, metav1.ListOptions{})
+		cancel()
+		missing := want
+		if err == nil {
+			missing = nodesNotReady(list.Items, want)
+		}
+		if len(missing) == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+			return missing
+		}
+		sleepCtx(ctx, time.Second)
+	}
+}

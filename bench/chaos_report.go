@@ -25,6 +25,7 @@ type ChaosResult struct {
 	LostWriteSamples []string          `json:"lost_write_samples,omitempty"`
 	Healthy          bool              `json:"healthy"`
 	HealthError      string            `json:"health_error,omitempty"`
+	NodesNotReady    []string          `json:"nodes_not_ready,omitempty"` // agents' Nodes not Ready after the run
 	FinalReadError   string            `json:"final_read_error,omitempty"`
 	Faults           []FaultResult     `json:"faults"`
 	Skipped          []string          `json:"skipped,omitempty"`
@@ -51,6 +52,9 @@ func (r *ChaosResult) Failures() []string {
 	}
 	if !r.Healthy {
 		out = append(out, "cluster not healthy after the run: "+r.HealthError)
+	}
+	if len(r.NodesNotReady) > 0 {
+		out = append(out, "nodes not Ready after the run: "+strings.Join(r.NodesNotReady, ", "))
 	}
 	if d := r.Deployments; d != nil && !d.Converged {
 		out = append(out, fmt.Sprintf("Deployments not converged %.0fs after the last fault: %s", d.BoundS, strings.Join(first(d.NotConverged, 5), "; ")))
@@ -126,7 +130,8 @@ func (r *ChaosResult) WriteSummary(w io.Writer) error {
 	fmt.Fprintf(&b, "| linearizable (porcupine) | %v (%s, %d ops, %d unobserved unknown writes dropped) |%s\n", r.Linearizable, r.Check, r.Ops, r.DroppedUnknown,
 		peerVal(r, func(p *PeerResult) string { return fmt.Sprintf("%v (%s, %d ops)", p.Linearizable, p.Check, p.Ops) }))
 	fmt.Fprintf(&b, "| lost acknowledged writes | %d |%s\n", r.LostWrites, peerVal(r, func(p *PeerResult) string { return fmt.Sprint(p.LostWrites) }))
-	fmt.Fprintf(&b, "| healthy after the run | %v %s |%s\n", r.Healthy, r.HealthError, peerCol(r, " - |"))
+	fmt.Fprintf(&b, "| healthy after the run (one leader, every member, lag <= 100; every agent's Node Ready) | %v %s%s |%s\n", r.Healthy && len(r.NodesNotReady) == 0, r.HealthError,
+		strings.Join(r.NodesNotReady, ", "), peerCol(r, " - |"))
 	failed := 0
 	for _, f := range r.Faults {
 		if f.Error != "" {

@@ -248,3 +248,14 @@ func TestFailoverMovesOnFromADeadOrFailingServer(t *testing.T) {
 		t.Fatalf("failing server hit %d times, good one %d, %d OK; want 1, 3, 3", hits[1].Load(), hits[2].Load(), ok)
 	}
 }
+
+func TestNodesNotReady(t *testing.T) {
+	node := func(name string, st corev1.ConditionStatus) corev1.Node {
+		return corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: st}}}}
+	}
+	got := nodesNotReady([]corev1.Node{node("a", corev1.ConditionTrue), node("b", corev1.ConditionUnknown)}, []string{"a", "b", "c"})
+	if !slices.Equal(got, []string{"b", "c"}) {
+		t.Fatalf("not ready = %v, want [b c] (unknown, missing)", got)
+	}
+}
