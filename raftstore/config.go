@@ -11,7 +11,7 @@ import (
 type Config struct {
 	// ID names this node in the Raft configuration; it must be stable across restarts.
 	ID string
-	// Dir holds the Raft log and stable store (raft.db) and snapshots/.
+	// Dir holds the Raft log (log/), the stable store (raft.db) and snapshots/.
 	Dir string
 	// Layer carries Raft and forwarding traffic. The store closes it on Close.
 	Layer Layer

@@ -105,3 +105,44 @@ func TestDivergentSuffixIsClearedAndSurvivesRestarts(t *testing.T) {
 		caughtUp(60 + 10*round)
 	}
 }
+
+// Recover (raft's RecoverCluster: replay, snapshot, delete the whole log) leaves a survivor
+// that starts alone with every committed write.
+func TestRecoverKeepsCommittedWritesWithTheNewLog(t *testing.T) {
+	c := rafttest.New(t, 3, rafttest.Options{})
+	ctx := rafttest.Ctx(t, 30*time.Second)
+	for i := range 30 {
+		if _, err := c.Leader().Store().Put(ctx, fmt.Sprintf("/r/%02d", i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	survivor := c.Followers()[0]
+	rafttest.Eventually(t, 5*time.Second, func() error {
+		if rev := survivor.Store().Revision(); rev < 30 {
+			return fmt.Errorf("survivor at revision %d", rev)
+		}
+		return nil
+	})
+	c.Close()
+	err := raftstore.Recover(raftstore.Config{ID: survivor.ID, Dir: survivor.Dir},
+		[]raftstore.Server{{ID: survivor.ID, Address: survivor.Addr, Voter: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := survivor.Start(); err != nil {
+		t.Fatal(err)
+	}
+	rafttest.Eventually(t, 10*time.Second, func() error {
+		if !survivor.Store().IsLeader() {
+			return errors.New("the survivor does not lead")
+		}
+		return nil
+	})
+	res, err := survivor.Store().List(ctx, "/r/", raftstore.ListOptions{})
+	if err != nil || len(res.KVs) != 30 {
+		t.Fatalf("%d keys after recovery, %v", len(res.KVs), err)
+	}
+	if _, err := survivor.Store().Put(ctx, "/r/after", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+}
