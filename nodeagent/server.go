@@ -30,6 +30,7 @@ import (
 //	GET      /healthz
 //	GET      /containerLogs/<namespace>/<pod>/<container>?follow&tailLines&...
 //	GET|POST /exec/<namespace>/<pod>/<container>?command=...&stdin=1&stdout=1&stderr=1&tty=1
+//	GET|POST /portForward/<namespace>/<pod>
 //
 // Exec speaks SPDY (v4 down to v1 channel protocols) and the websocket v4
 // protocols, as the kubelet does; the apiserver translates kubectl's
@@ -37,7 +38,7 @@ import (
 
 // RequestInfo describes an endpoint request for Config.Authorize.
 type RequestInfo struct {
-	// Verb is "logs" or "exec".
+	// Verb is "logs", "exec" or "portforward".
 	Verb                      string
 	Namespace, Pod, Container string
 	Request                   *http.Request
@@ -55,6 +56,8 @@ func newServer(a *Agent) *server {
 	mux.HandleFunc("GET /containerLogs/{ns}/{pod}/{container}", s.logs)
 	mux.HandleFunc("GET /exec/{ns}/{pod}/{container}", s.exec)
 	mux.HandleFunc("POST /exec/{ns}/{pod}/{container}", s.exec)
+	mux.HandleFunc("GET /portForward/{ns}/{pod}", s.portForward)
+	mux.HandleFunc("POST /portForward/{ns}/{pod}", s.portForward)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}
 	return s
 }

@@ -135,6 +135,9 @@ func (m *Manager) SetPodCIDR(cidr string) error {
 
 func (m *Manager) nsPath(id string) string { return filepath.Join(m.cfg.StateDir, "netns", id) }
 
+// NetNSPath is where pod id's network namespace is (or will be) bound.
+func (m *Manager) NetNSPath(id string) string { return m.nsPath(id) }
+
 // Setup gives pod id its namespace and, with a pod CIDR, an address on the
 // bridge. It is idempotent: a pod set up before keeps its address.
 func (m *Manager) Setup(id string) (Result, error) {
