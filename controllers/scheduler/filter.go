@@ -29,7 +29,23 @@ var (
 )
 
 // filterFunc is one filter plugin: the reasons the node does not fit the pod (none: fits).
-type filterFunc func(pod *corev1.Pod, ni *NodeInfo) []string
+type filterFunc func(pi *podInfo, ni *NodeInfo) []string
+
+// podInfo is what the filters and scores read of the pod being scheduled, computed once per
+// scheduling cycle (kube-scheduler's PreFilter and PreScore state) rather than once per
+// node: with a thousand nodes, recomputing the pod's requests per node dominated a decision.
+type podInfo struct {
+	pod      *corev1.Pod
+	req      Resource // PodRequests
+	nonZero  Resource // podNonZeroRequests, for scoring
+	ports    []hostPort
+	affinity nodeaffinity.RequiredNodeAffinity
+}
+
+func newPodInfo(pod *corev1.Pod) *podInfo {
+	return &podInfo{pod: pod, req: PodRequests(pod), nonZero: podNonZeroRequests(pod), ports: podHostPorts(pod),
+		affinity: nodeaffinity.GetRequiredNodeAffinity(pod)}
+}
 
 // filters run in kube-scheduler's default-profile order; a node's reasons come from the
 // first filter that rejects it.
@@ -42,12 +58,14 @@ var filters = []filterFunc{
 }
 
 // Filter reports why pod cannot run on the node (nil: it can).
-func Filter(pod *corev1.Pod, ni *NodeInfo) []string {
+func Filter(pod *corev1.Pod, ni *NodeInfo) []string { return filterInfo(newPodInfo(pod), ni) }
+
+func filterInfo(pi *podInfo, ni *NodeInfo) []string {
 	if ni == nil || ni.Node == nil {
 		return []string{ReasonNodeNotFound}
 	}
 	for _, f := range filters {
-		if reasons := f(pod, ni); len(reasons) > 0 {
+		if reasons := f(pi, ni); len(reasons) > 0 {
 			return reasons
 		}
 	}
@@ -58,8 +76,8 @@ func tolerates(pod *corev1.Pod, t *corev1.Taint) bool {
 	return corev1helpers.TolerationsTolerateTaint(klog.Background(), pod.Spec.Tolerations, t, false)
 }
 
-func filterNodeUnschedulable(pod *corev1.Pod, ni *NodeInfo) []string {
-	if ni.Node.Spec.Unschedulable && !tolerates(pod, &taintUnschedulable) {
+func filterNodeUnschedulable(pi *podInfo, ni *NodeInfo) []string {
+	if ni.Node.Spec.Unschedulable && !tolerates(pi.pod, &taintUnschedulable) {
 		return []string{ReasonUnschedulable}
 	}
 	return nil
@@ -99,8 +117,8 @@ func readyStatus(node *corev1.Node) corev1.ConditionStatus {
 	return corev1.ConditionUnknown
 }
 
-func filterTaintToleration(pod *corev1.Pod, ni *NodeInfo) []string {
-	_, untolerated := corev1helpers.FindMatchingUntoleratedTaint(klog.Background(), EffectiveTaints(ni.Node), pod.Spec.Tolerations,
+func filterTaintToleration(pi *podInfo, ni *NodeInfo) []string {
+	_, untolerated := corev1helpers.FindMatchingUntoleratedTaint(klog.Background(), EffectiveTaints(ni.Node), pi.pod.Spec.Tolerations,
 		func(t *corev1.Taint) bool {
 			return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
 		}, false)
@@ -117,8 +135,8 @@ func MatchesNodeSelectorAndAffinity(pod *corev1.Pod, node *corev1.Node) bool {
 	return ok && err == nil
 }
 
-func filterNodeAffinity(pod *corev1.Pod, ni *NodeInfo) []string {
-	if !MatchesNodeSelectorAndAffinity(pod, ni.Node) {
+func filterNodeAffinity(pi *podInfo, ni *NodeInfo) []string {
+	if ok, err := pi.affinity.Match(ni.Node); !ok || err != nil {
 		return []string{ReasonNodeAffinity}
 	}
 	return nil
@@ -138,8 +156,8 @@ func portsConflict(used map[hostPort]int, want hostPort) bool {
 	return false
 }
 
-func filterNodePorts(pod *corev1.Pod, ni *NodeInfo) []string {
-	for _, hp := range podHostPorts(pod) {
+func filterNodePorts(pi *podInfo, ni *NodeInfo) []string {
+	for _, hp := range pi.ports {
 		if portsConflict(ni.UsedPorts, hp) {
 			return []string{ReasonNodePorts}
 		}
@@ -149,8 +167,8 @@ func filterNodePorts(pod *corev1.Pod, ni *NodeInfo) []string {
 
 // filterResourcesFit is NodeResourcesFit: every resource the pod requests must fit in the
 // node's allocatable minus what its pods request; all shortfalls are reported.
-func filterResourcesFit(pod *corev1.Pod, ni *NodeInfo) []string {
-	req := PodRequests(pod)
+func filterResourcesFit(pi *podInfo, ni *NodeInfo) []string {
+	req := pi.req
 	var reasons []string
 	if ni.Requested.Pods+1 > ni.Allocatable.Pods {
 		reasons = append(reasons, ReasonTooManyPods)

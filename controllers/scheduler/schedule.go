@@ -73,12 +73,13 @@ func Schedule(strategy Scoring, pod *corev1.Pod, nodes []*NodeInfo, start int, r
 	if start < 0 || start >= len(nodes) {
 		start = 0
 	}
+	pi := newPodInfo(pod)
 	var feasible []*NodeInfo
 	fit := &FitError{NumAllNodes: len(nodes), Reasons: map[string]int{}}
 	checked := 0
 	for ; checked < len(nodes) && len(feasible) < want; checked++ {
 		ni := nodes[(start+checked)%len(nodes)]
-		reasons := Filter(pod, ni)
+		reasons := filterInfo(pi, ni)
 		if len(reasons) == 0 {
 			feasible = append(feasible, ni)
 			continue
@@ -91,7 +92,7 @@ func Schedule(strategy Scoring, pod *corev1.Pod, nodes []*NodeInfo, start int, r
 	if len(feasible) == 0 {
 		return Decision{Next: next}, fit
 	}
-	scores := Score(strategy, pod, feasible)
+	scores := scoreInfo(strategy, pi, feasible)
 	best, ties := 0, 1
 	for i := 1; i < len(scores); i++ {
 		switch {

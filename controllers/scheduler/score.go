@@ -28,8 +28,8 @@ const (
 
 // resourceScore is NodeResourcesFit's score: cpu and memory weighted equally, counting the
 // pod itself and kube-scheduler's defaults for unset requests.
-func resourceScore(strategy Scoring, pod *corev1.Pod, ni *NodeInfo) int64 {
-	req := podNonZeroRequests(pod)
+func resourceScore(strategy Scoring, pi *podInfo, ni *NodeInfo) int64 {
+	req := pi.nonZero
 	one := func(requested, alloc int64) int64 {
 		if alloc == 0 {
 			return 0
@@ -52,8 +52,8 @@ func resourceScore(strategy Scoring, pod *corev1.Pod, ni *NodeInfo) int64 {
 
 // balancedScore is NodeResourcesBalancedAllocation: the closer the cpu and memory fractions
 // after placing the pod, the higher: (1 - standard deviation) * MaxNodeScore.
-func balancedScore(pod *corev1.Pod, ni *NodeInfo) int64 {
-	req := podNonZeroRequests(pod)
+func balancedScore(pi *podInfo, ni *NodeInfo) int64 {
+	req := pi.nonZero
 	frac := func(requested, alloc int64) float64 {
 		if alloc == 0 {
 			return 1
@@ -97,8 +97,7 @@ func preferredTerms(pod *corev1.Pod) *nodeaffinity.PreferredSchedulingTerms {
 // spreadRaw counts the pods on the node that share pod's controller (same namespace, same
 // controller UID): the default spreading constraint (kube-scheduler's default topology
 // spread over hostname) expressed as kube-scheduler's older SelectorSpread did.
-func spreadRaw(pod *corev1.Pod, ni *NodeInfo) int64 {
-	ref := metav1.GetControllerOf(pod)
+func spreadRaw(pod *corev1.Pod, ref *metav1.OwnerReference, ni *NodeInfo) int64 {
 	if ref == nil {
 		return 0
 	}
@@ -107,7 +106,7 @@ func spreadRaw(pod *corev1.Pod, ni *NodeInfo) int64 {
 		if p.Namespace != pod.Namespace || p.DeletionTimestamp != nil {
 			continue
 		}
-		if r := metav1.GetControllerOf(p); r != nil && r.UID == ref.UID {
+		if r := metav1.GetControllerOfNoCopy(p); r != nil && r.UID == ref.UID {
 			n++
 		}
 	}
@@ -155,14 +154,20 @@ func normalize(raw []int64, reverse bool) []int64 {
 // score plugins (resource fit, balanced allocation, preferred node affinity, spreading,
 // taint toleration).
 func Score(strategy Scoring, pod *corev1.Pod, nodes []*NodeInfo) []int64 {
+	return scoreInfo(strategy, newPodInfo(pod), nodes)
+}
+
+func scoreInfo(strategy Scoring, pi *podInfo, nodes []*NodeInfo) []int64 {
+	pod := pi.pod
 	n := len(nodes)
 	affinity, spread, taints := make([]int64, n), make([]int64, n), make([]int64, n)
 	terms := preferredTerms(pod)
+	ref := metav1.GetControllerOfNoCopy(pod)
 	total := make([]int64, n)
 	for i, ni := range nodes {
-		total[i] = weightFit*resourceScore(strategy, pod, ni) + weightBalanced*balancedScore(pod, ni)
+		total[i] = weightFit*resourceScore(strategy, pi, ni) + weightBalanced*balancedScore(pi, ni)
 		affinity[i] = preferredAffinityRaw(terms, ni.Node)
-		spread[i] = spreadRaw(pod, ni)
+		spread[i] = spreadRaw(pod, ref, ni)
 		taints[i] = intolerablePreferNoSchedule(pod, ni.Node)
 	}
 	affinity, spread, taints = normalize(affinity, false), normalize(spread, true), normalize(taints, true)

@@ -13,21 +13,21 @@ func TestResourceScores(t *testing.T) {
 	ni := NewNodeInfo(node("n", "4", "8Gi", 110), pod("q", "1", "2Gi"))
 	p := pod("p", "1", "2Gi")
 	// After placing p: 2 of 4 cpu, 4 of 8Gi memory used.
-	if got := resourceScore(LeastAllocated, p, ni); got != 50 {
+	if got := resourceScore(LeastAllocated, newPodInfo(p), ni); got != 50 {
 		t.Errorf("least allocated = %d, want 50", got)
 	}
-	if got := resourceScore(MostAllocated, p, ni); got != 50 {
+	if got := resourceScore(MostAllocated, newPodInfo(p), ni); got != 50 {
 		t.Errorf("most allocated = %d, want 50", got)
 	}
-	if got := balancedScore(p, ni); got != 100 {
+	if got := balancedScore(newPodInfo(p), ni); got != 100 {
 		t.Errorf("balanced = %d, want 100", got)
 	}
 	skewed := NewNodeInfo(node("n", "4", "8Gi", 110), pod("q", "3", "0"))
-	if got := balancedScore(pod("p", "1", "0"), skewed); got >= 100 {
+	if got := balancedScore(newPodInfo(pod("p", "1", "0")), skewed); got >= 100 {
 		t.Errorf("balanced on a cpu-heavy node = %d, want < 100", got)
 	}
 	// A pod that requests nothing is scored with kube-scheduler's 100m / 200Mi defaults.
-	if got := resourceScore(LeastAllocated, pod("p", "", ""), NewNodeInfo(node("n", "1", "1Gi", 110))); got != (90+80)/2 {
+	if got := resourceScore(LeastAllocated, newPodInfo(pod("p", "", "")), NewNodeInfo(node("n", "1", "1Gi", 110))); got != (90+80)/2 {
 		t.Errorf("defaults: least allocated = %d, want %d", got, (90+80)/2)
 	}
 }
