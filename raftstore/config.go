@@ -32,6 +32,8 @@ type Config struct {
 	// with the next append, or after this (randomised up to twice it) when there is none;
 	// it bounds how late a follower's watchers see a write. 2ms costs an empty append per
 	// follower every 2-4 ms when idle; raft's 50ms (and 20ms) made follower watches lag.
+	// 1ms brings the follower watch delay's p50 from about 5 ms to 3.5 (bench store; etcd
+	// about 3) but costs a third more CPU when idle and some of one client's put p99.
 	CommitTimeout time.Duration // default 2ms
 
 	// Snapshots: taken when this many entries accumulated since the last one (checked every
