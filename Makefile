@@ -5,7 +5,7 @@ export CGO_ENABLED := 1
 # Test timeout for the whole suite; CI has 90 minutes on 2 cores, the suite aims for under 20.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: build testimage test run bench bench-store bench-chaos bench-scheduler lint deps clean
+.PHONY: build testimage test run bench bench-store bench-chaos bench-scheduler bench-pods lint deps clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/skiff
@@ -41,6 +41,11 @@ bench-chaos: build
 # Deployments: pods bound per second and create-to-bound percentiles.
 bench-scheduler: build
 	./$(BIN) bench scheduler --out bench-scheduler.json
+
+# One real agent (root): 100 pods created at once, created-to-Running percentiles, pods/s,
+# and the agent's RSS and CPU with them all running.
+bench-pods: build testimage
+	./$(BIN) bench pods --test-image-binary bin/testimage --out bench-pods.json
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -78,6 +78,11 @@ func newAgentCmd() *cobra.Command {
 			// kubeconfig names, and those gossip reports once it has joined.
 			pool := cluster.NewServerPool(servers)
 			rc = pool.RestConfig(rc)
+			// The kubelet's client limits (--kube-api-qps 50, --kube-api-burst 100), not
+			// client-go's 5 and 10, which throttle a node starting many pods at once.
+			if rc.QPS == 0 {
+				rc.QPS, rc.Burst = 50, 100
+			}
 			if token != "" {
 				adv := gossipAdv
 				if host, port, err := net.SplitHostPort(gossipAddr); err == nil && adv == "" && nodeIP != "" && (host == "" || net.ParseIP(host).IsUnspecified()) {

@@ -1,0 +1,241 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/skiff-dev/skiff/cluster"
+)
+
+// PodsOptions configure RunPods (`skiff bench pods`).
+type PodsOptions struct {
+	Exe       string // the skiff binary
+	TestImage string // the static testimage binary the agent serves as skiff.local/testimage
+	Pods      int
+	Idle      time.Duration // how long the agent's idle CPU and RSS are measured
+	Timeout   time.Duration
+	Dir       string
+	Command   string
+	Progress  io.Writer
+}
+
+// PodsResult is the outcome of the pod startup benchmark.
+type PodsResult struct {
+	Command string `json:"command"`
+	Pods    int    `json:"pods"`
+	// Startup latency: from just before each pod's create call to the watch event showing
+	// it Running (the image is cached first, as the Kubernetes pod-startup SLI excludes
+	// image pulls).
+	P50Ms float64 `json:"p50CreateToRunningMs"`
+	P90Ms float64 `json:"p90CreateToRunningMs"`
+	P99Ms float64 `json:"p99CreateToRunningMs"`
+	MaxMs float64 `json:"maxCreateToRunningMs"`
+	// PodsPerSecond: pods over the time from the first create to the last Running.
+	PodsPerSecond float64 `json:"podsPerSecond"`
+	// The agent with every pod running and idle.
+	AgentRSSMiB     float64 `json:"agentRSSMiB"`
+	AgentCPUPercent float64 `json:"agentCPUPercentOfOneCore"`
+}
+
+// RunPods starts three servers and one libcontainer agent (root), caches the test image,
+// creates o.Pods pods at once and measures how fast they reach Running, then the agent's
+// CPU and memory with all of them running. Everything is stopped and removed afterwards.
+func RunPods(ctx context.Context, o PodsOptions) (*PodsResult, error) {
+	if o.Pods == 0 {
+		o.Pods = 100
+	}
+	if o.Idle == 0 {
+		o.Idle = 30 * time.Second
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 5 * time.Minute
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("bench pods: runs real containers, so it needs root")
+	}
+	say := func(format string, a ...any) { fmt.Fprintf(o.Progress, "pods: "+format+"\n", a...) }
+	root, err := os.MkdirTemp(o.Dir, "skiff-podbench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(root)
+	dir := filepath.Join(root, "cluster")
+	defer func() {
+		if err := cluster.Down(dir, true, io.Discard); err != nil {
+			say("cluster down: %v", err)
+		}
+	}()
+	say("starting 3 servers and 1 agent in %s", dir)
+	lc, err := cluster.Up(ctx, cluster.UpConfig{Dir: dir, Servers: 3, Agents: 1, Runtime: "libcontainer",
+		Binary: o.Exe, TestImageBinary: o.TestImage, Progress: prefixed(o.Progress, "pods: up: ")})
+	if err != nil {
+		return nil, fmt.Errorf("bench: cluster up: %w", err)
+	}
+	var agentPID int
+	for _, p := range lc.Processes {
+		if p.Role == "agent" {
+			agentPID = p.PID
+		}
+	}
+	rc, err := cluster.RestConfig(lc.Kubeconfig, "")
+	if err != nil {
+		return nil, err
+	}
+	rc.QPS, rc.Burst = 1000, 1000
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	const ns = "podbench"
+	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return nil, err
+	}
+	running := map[string]time.Time{}
+	var mu sync.Mutex
+	seen := make(chan struct{}, o.Pods+1)
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(ns))
+	inf := factory.Core().V1().Pods().Informer()
+	observe := func(obj any) {
+		p := obj.(*corev1.Pod)
+		if p.Status.Phase != corev1.PodRunning {
+			return
+		}
+		mu.Lock()
+		if _, ok := running[p.Name]; !ok {
+			running[p.Name] = time.Now()
+			seen <- struct{}{}
+		}
+		mu.Unlock()
+	}
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: observe, UpdateFunc: func(_, o any) { observe(o) }}); err != nil {
+		return nil, err
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	factory.Start(stop)
+	cache.WaitForCacheSync(stop, inf.HasSynced)
+	pod := func(name string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "c", Image: "skiff.local/testimage:latest", Args: []string{"sleep", "3600"},
+				ImagePullPolicy: corev1.PullIfNotPresent}}}}
+	}
+	wait := func(n int) error {
+		timeout := time.After(o.Timeout)
+		for range n {
+			select {
+			case <-seen:
+			case <-timeout:
+				mu.Lock()
+				got := len(running)
+				mu.Unlock()
+				return fmt.Errorf("bench: %d pods running after %s", got, o.Timeout)
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}
+	say("caching the image with one pod")
+	if _, err := client.CoreV1().Pods(ns).Create(ctx, pod("warmup"), metav1.CreateOptions{}); err != nil {
+		return nil, err
+	}
+	if err := wait(1); err != nil {
+		return nil, err
+	}
+	say("creating %d pods at once", o.Pods)
+	created := make([]time.Time, o.Pods)
+	var wg sync.WaitGroup
+	errs := make(chan error, o.Pods)
+	sem := make(chan struct{}, 16)
+	start := time.Now()
+	for i := range o.Pods {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			created[i] = time.Now()
+			if _, err := client.CoreV1().Pods(ns).Create(ctx, pod(fmt.Sprintf("p-%03d", i)), metav1.CreateOptions{}); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		return nil, err
+	}
+	if err := wait(o.Pods); err != nil {
+		return nil, err
+	}
+	mu.Lock()
+	var lat []time.Duration
+	last := start
+	for i := range o.Pods {
+		t := running[fmt.Sprintf("p-%03d", i)]
+		lat = append(lat, t.Sub(created[i]))
+		if t.After(last) {
+			last = t
+		}
+	}
+	mu.Unlock()
+	slices.Sort(lat)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	res := &PodsResult{Command: o.Command, Pods: o.Pods,
+		P50Ms: ms(Percentile(lat, 0.5)), P90Ms: ms(Percentile(lat, 0.9)), P99Ms: ms(Percentile(lat, 0.99)), MaxMs: ms(lat[len(lat)-1]),
+		PodsPerSecond: float64(o.Pods) / last.Sub(start).Seconds()}
+	say("all %d running in %s; measuring the idle agent for %s", o.Pods, last.Sub(start).Round(time.Millisecond), o.Idle)
+	time.Sleep(5 * time.Second) // let the last status writes settle
+	t0, _, err := procUsage(agentPID)
+	if err != nil {
+		return nil, fmt.Errorf("bench: agent usage: %w", err)
+	}
+	began := time.Now()
+	select {
+	case <-time.After(o.Idle):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	t1, rss, err := procUsage(agentPID)
+	if err != nil {
+		return nil, fmt.Errorf("bench: agent usage: %w", err)
+	}
+	const ticksPerSecond = 100 // USER_HZ
+	res.AgentCPUPercent = 100 * float64(t1-t0) / ticksPerSecond / time.Since(began).Seconds()
+	res.AgentRSSMiB = float64(rss) / (1 << 20)
+	return res, nil
+}
+
+// WriteTable prints the result.
+func (r *PodsResult) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "pods\tp50 ms\tp90 ms\tp99 ms\tmax ms\tpods/s\tagent RSS MiB\tagent CPU %\t")
+	fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.1f\t%.1f\t%.1f\t\n", r.Pods, r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs, r.PodsPerSecond, r.AgentRSSMiB, r.AgentCPUPercent)
+	return tw.Flush()
+}
+
+// WriteJSONFile writes the result as JSON.
+func (r *PodsResult) WriteJSONFile(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
