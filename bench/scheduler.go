@@ -86,7 +86,8 @@ func (o *SchedulerOptions) defaults() {
 // RunScheduler starts three servers as processes and one process of o.Nodes hollow nodes,
 // waits for every node to be Ready, creates o.Pods pods at once through o.Deployments
 // Deployments, and measures how fast the scheduler binds them. Everything it started is
-// stopped, and its data removed, before it returns.
+// stopped, and its data removed, before it returns. When not every pod is bound within
+// o.Timeout it returns the partial result with an error.
 func RunScheduler(ctx context.Context, o SchedulerOptions) (*SchedulerResult, error) {
 	o.defaults()
 	say := func(format string, a ...any) { fmt.Fprintf(o.Progress, "scheduler: "+format+"\n", a...) }
@@ -207,6 +208,8 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (*SchedulerResult, er
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	lastBound := 0
+	var timedOut error
+wait:
 	for {
 		created, bound := rec.counts()
 		if bound >= o.Pods {
@@ -216,7 +219,8 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (*SchedulerResult, er
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-deadline:
-			return nil, fmt.Errorf("bench: %d of %d pods bound after %s", bound, o.Pods, o.Timeout)
+			timedOut = fmt.Errorf("bench: %d of %d pods bound after %s", bound, o.Pods, o.Timeout)
+			break wait
 		case <-tick.C:
 			say("%5.1fs: %d created, %d bound (%d/s)", time.Since(start).Seconds(), created, bound, (bound-lastBound)/2)
 			lastBound = bound
@@ -228,7 +232,8 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (*SchedulerResult, er
 	res := rec.result(start)
 	res.Command, res.Nodes, res.Pods, res.Deployments = o.Command, o.Nodes, o.Pods, o.Deployments
 	res.Elections = max(0, maxTerm(ctx, lc, servers)-termBefore)
-	return res, nil
+	// A run that timed out still reports what it measured, with the error.
+	return res, timedOut
 }
 
 func benchDeployment(name string, replicas int32) *appsv1.Deployment {

@@ -34,9 +34,9 @@ stopped, and its data removed, when it ends or is interrupted.`,
 			o.Exe = exe
 			o.Progress = cmd.ErrOrStderr()
 			o.Command = "skiff " + strings.Join(os.Args[1:], " ")
-			res, err := bench.RunScheduler(cmd.Context(), o)
-			if err != nil {
-				return err
+			res, runErr := bench.RunScheduler(cmd.Context(), o)
+			if res == nil {
+				return runErr
 			}
 			if err := res.WriteTable(cmd.OutOrStdout()); err != nil {
 				return err
@@ -47,7 +47,7 @@ stopped, and its data removed, when it ends or is interrupted.`,
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "bench: wrote %s\n", out)
 			}
-			return nil
+			return runErr
 		},
 	}
 	f := cmd.Flags()
