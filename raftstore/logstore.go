@@ -31,7 +31,8 @@ import (
 // A data directory whose log is still in raft.db is migrated on open.
 //
 // bolt holds only the stable store, written on elections; its freelist is not synced
-// (NoFreelistSync, as Consul offers).
+// (NoFreelistSync, as Consul offers). It is opened first: its file lock keeps a second
+// process out of the whole directory, log included.
 type disk struct {
 	log   *raftlog.Log
 	bolt  *raftboltdb.BoltStore
