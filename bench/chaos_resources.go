@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -92,16 +93,8 @@ func (s *resourceSampler) results(over time.Duration) []ServerResources {
 		r.CPUPercent = 100 * r.CPUSeconds / max(over.Seconds(), 1)
 		out = append(out, r)
 	}
-	sortByName(out)
+	slices.SortFunc(out, func(a, b ServerResources) int { return strings.Compare(a.Name, b.Name) })
 	return out
-}
-
-func sortByName(rs []ServerResources) {
-	for i := 1; i < len(rs); i++ {
-		for j := i; j > 0 && rs[j].Name < rs[j-1].Name; j-- {
-			rs[j], rs[j-1] = rs[j-1], rs[j]
-		}
-	}
 }
 
 // procUsage reads a process's user+system CPU ticks and its resident set in bytes.

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -56,14 +57,6 @@ func (v *verbStats) results(over time.Duration) []VerbResult {
 			P50Ms: ms(percentile(c.lat, 0.5)), P99Ms: ms(percentile(c.lat, 0.99)), P999Ms: ms(percentile(c.lat, 0.999)),
 			Rate: float64(c.ops) / max(over.Seconds(), 1)})
 	}
-	slices.SortFunc(out, func(a, b VerbResult) int {
-		if a.Verb < b.Verb {
-			return -1
-		}
-		if a.Verb > b.Verb {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b VerbResult) int { return strings.Compare(a.Verb, b.Verb) })
 	return out
 }
