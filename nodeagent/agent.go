@@ -116,6 +116,11 @@ type Config struct {
 	BackoffInitial time.Duration
 	BackoffMax     time.Duration
 
+	// ImageGC is the image garbage collection policy (default: the kubelet's 85% high,
+	// 80% low, 2 min minimum age), applied every ImageGCPeriod (default 5 min).
+	ImageGC       image.GCPolicy
+	ImageGCPeriod time.Duration
+
 	Logger *slog.Logger
 	// Version is reported as the node's kubeletVersion.
 	Version string
@@ -134,6 +139,12 @@ func (c *Config) setDefaults() error {
 	}
 	if _, hollow := c.Runtime.(*runtime.Hollow); !hollow && c.Images == nil {
 		return errors.New("nodeagent: Config.Images is required with a real runtime")
+	}
+	if c.ImageGC == (image.GCPolicy{}) {
+		c.ImageGC = image.GCPolicy{HighPercent: 85, LowPercent: 80, MinAge: 2 * time.Minute}
+	}
+	if c.ImageGCPeriod == 0 {
+		c.ImageGCPeriod = 5 * time.Minute
 	}
 	if c.MaxPods == 0 {
 		c.MaxPods = 110
@@ -251,7 +262,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.logs.start(ctx)
 	defer a.logs.wait()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
 	run := func(name string, fn func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -269,6 +280,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	run("node", a.runNode)
 	run("routes", a.runRoutes)
 	run("services", a.runServices)
+	run("imagegc", a.runImageGC)
 	wg.Wait()
 	close(errc)
 	return <-errc

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -165,6 +166,9 @@ func newAgentCmd() *cobra.Command {
 	f.StringSliceVar(&cfg.InsecureRegistries, "insecure-registry", nil, "registry host:port to pull from over plain HTTP (repeatable)")
 	f.StringVar(&cfg.PodManifestPath, "pod-manifest-path", "", "directory of static pod manifests")
 	f.StringVar(&testImageBin, "test-image-binary", "", "a static testimage binary to serve as "+TestImageRef+" from an in-process registry (for machines with no registry)")
+	f.IntVar(&cfg.ImageGC.HighPercent, "image-gc-high-threshold", 85, "disk usage percent at which unused images are deleted")
+	f.IntVar(&cfg.ImageGC.LowPercent, "image-gc-low-threshold", 80, "disk usage percent image GC frees down to")
+	f.DurationVar(&cfg.ImageGC.MinAge, "image-minimum-gc-age", 2*time.Minute, "an unused image is kept at least this long after its last use")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

@@ -207,6 +207,7 @@ func (s *Store) Rootfs(ctx context.Context, ref string) (Rootfs, error) {
 	if err != nil {
 		return Rootfs{}, err
 	}
+	s.touch(rec.Ref) // a container is made of it: it is in use, for image GC
 	out := Rootfs{Image: rec}
 	for _, d := range rec.DiffIDs {
 		out.LayerDirs = append(out.LayerDirs, s.layerDir(d))
