@@ -1,12 +1,14 @@
 package nodeagent
 
 import (
+	"context"
 	"net"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 )
 
 func TestResolvConfByDNSPolicy(t *testing.T) {
@@ -74,5 +76,41 @@ func TestServiceEnvVarsAsKubelet(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("env:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestServiceEnvSeesItsNamespaceAndTheAPIService(t *testing.T) {
+	client := fake.NewClientset(
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "kubernetes"},
+			Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.1", Ports: []corev1.ServicePort{{Name: "https", Port: 443}}}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "web"},
+			Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.10", Ports: []corev1.ServicePort{{Port: 80}}}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "headless"},
+			Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Ports: []corev1.ServicePort{{Port: 80}}}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "other", Name: "db"},
+			Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.20", Ports: []corev1.ServicePort{{Port: 5432}}}},
+	)
+	a := &Agent{cfg: Config{Client: client}}
+	a.svc = newSvcWatch(a)
+	names := func(links *bool) string {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "team"}, Spec: corev1.PodSpec{EnableServiceLinks: links}}
+		env, err := a.serviceEnv(context.Background(), pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range env {
+			if strings.HasSuffix(e.name, "_SERVICE_HOST") {
+				out = append(out, e.name+"="+e.value)
+			}
+		}
+		return strings.Join(out, " ")
+	}
+	if got := names(nil); got != "KUBERNETES_SERVICE_HOST=10.96.0.1 WEB_SERVICE_HOST=10.96.0.10" {
+		t.Errorf("enableServiceLinks unset: %s", got)
+	}
+	off := false
+	if got := names(&off); got != "KUBERNETES_SERVICE_HOST=10.96.0.1" {
+		t.Errorf("enableServiceLinks false: %s", got)
 	}
 }
