@@ -22,7 +22,8 @@ import (
 // their own network namespaces: a Service (no selector, so the EndpointSlice
 // is the test's own) over three serve pods on both nodes is reached by name
 // from a client pod, through the agent's cluster DNS and nftables DNAT, and
-// every backend answers; a headless Service resolves to the pods; NodePort
+// every backend answers; a pod reaches the API at kubernetes.default.svc
+// with its service account; a headless Service resolves to the pods; NodePort
 // answers on every node's address, also while an agent is killed with -9
 // and after it restarts; the deleted Services leave no rule on any node.
 func TestNodeProxyAndDNSReachServiceBackendsAcrossNodes(t *testing.T) {
@@ -136,6 +137,15 @@ spec:
 	}
 	// The client pod on agent-2 reaches http://web by its short name.
 	runPod("agent-2", allBackends, "get", "--count", `"30"`, "http://web/hostname")
+
+	// The API through the kubernetes Service, by name, with the pod's
+	// service account token and CA (discovery is open to every account).
+	runPod("agent-1", func(logs string) error {
+		if !strings.Contains(logs, `"APIVersions"`) {
+			return fmt.Errorf("GET /api: %s", logs)
+		}
+		return nil
+	}, "get", "--sa", "https://kubernetes.default.svc/api")
 
 	// A headless Service resolves to its endpoints' addresses.
 	apply("headless", `apiVersion: v1
