@@ -60,3 +60,24 @@ func TestBindingAssignsAPodOnce(t *testing.T) {
 		t.Fatalf("binding by update: want 422, got %v", err)
 	}
 }
+
+// TestFinishedPodStaysFinished: a status write cannot bring a Succeeded pod back to Running.
+func TestFinishedPodStaysFinished(t *testing.T) {
+	c := apitest.Start(t, 1, apitest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pods := c.Client(0).CoreV1().Pods("default")
+	p, err := pods.Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "done"},
+		Spec: corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{{Name: "c", Image: "x"}}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Status.Phase = corev1.PodSucceeded
+	if p, err = pods.UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p.Status.Phase = corev1.PodRunning
+	if _, err := pods.UpdateStatus(ctx, p, metav1.UpdateOptions{}); !apierrors.IsInvalid(err) {
+		t.Fatalf("Succeeded back to Running: want 422, got %v", err)
+	}
+}

@@ -64,9 +64,14 @@ func validatePod(o, old runtime.Object) field.ErrorList {
 	if old == nil {
 		return errs
 	}
+	op := old.(*corev1.Pod)
+	// A finished pod stays finished, as kube-apiserver enforces: a late status write (a
+	// node agent's, or anyone's) cannot bring it back to Running.
+	if terminal := op.Status.Phase == corev1.PodSucceeded || op.Status.Phase == corev1.PodFailed; terminal && p.Status.Phase != op.Status.Phase {
+		errs = append(errs, field.Forbidden(field.NewPath("status", "phase"), fmt.Sprintf("may not transition from terminal phase %s to %s", op.Status.Phase, p.Status.Phase)))
+	}
 	// A pod's spec is immutable but for images, activeDeadlineSeconds and added
 	// tolerations; nodeName changes only through binding.
-	op := old.(*corev1.Pod)
 	a, b := p.Spec.DeepCopy(), op.Spec.DeepCopy()
 	for i := range a.Containers {
 		if i < len(b.Containers) {

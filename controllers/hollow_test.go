@@ -68,7 +68,8 @@ func startHollow(t *testing.T, parent context.Context, client kubernetes.Interfa
 		t.Fatal(err)
 	}
 	factory.Start(ctx.Done())
-	t.Cleanup(func() { cancel(); h.wg.Wait(); factory.Shutdown() })
+	// The informer's handlers add to wg: stop them (Shutdown waits for them) before Wait.
+	t.Cleanup(func() { cancel(); factory.Shutdown(); h.wg.Wait() })
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
@@ -88,8 +89,8 @@ func startHollow(t *testing.T, parent context.Context, client kubernetes.Interfa
 
 func (h *hollowNodes) markRunning(ctx context.Context, p *corev1.Pod) {
 	cur, err := h.client.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
-	if err != nil || cur.UID != p.UID || cur.Status.Phase == corev1.PodRunning || cur.DeletionTimestamp != nil {
-		return
+	if err != nil || cur.UID != p.UID || cur.Status.Phase != corev1.PodPending && cur.Status.Phase != "" || cur.DeletionTimestamp != nil {
+		return // running already, or finished: a node never restarts a finished pod
 	}
 	now := metav1.Now()
 	cur.Status.Phase = corev1.PodRunning
