@@ -39,8 +39,8 @@ func TestKilledLeaderIsReplacedAndCatchesUpAndFullRestartKeepsEverything(t *test
 	old := leader(t, lc, "")
 	mustKubectl(t, lc, old, "create", "configmap", "before", "--from-literal=k=v")
 	// The kubernetes Service lists every live server's API address.
-	apiPorts := func() string {
-		out, _ := kubectl(t, lc, "skiff-2", "get", "endpoints", "kubernetes", "-o", "jsonpath={.subsets[*].ports[*].port}")
+	apiPorts := func(through string) string {
+		out, _ := kubectl(t, lc, through, "get", "endpoints", "kubernetes", "-o", "jsonpath={.subsets[*].ports[*].port}")
 		return out
 	}
 	portOf := func(name string) string {
@@ -51,7 +51,7 @@ func TestKilledLeaderIsReplacedAndCatchesUpAndFullRestartKeepsEverything(t *test
 		if ip != "10.96.0.1" {
 			return errorf("kubernetes service clusterIP %q", ip)
 		}
-		if got := apiPorts(); len(strings.Fields(got)) != 3 {
+		if got := apiPorts(old); len(strings.Fields(got)) != 3 {
 			return errorf("kubernetes endpoints ports %q, want the three servers'", got)
 		}
 		return nil
@@ -75,7 +75,7 @@ func TestKilledLeaderIsReplacedAndCatchesUpAndFullRestartKeepsEverything(t *test
 	})
 	t.Logf("leader %s killed; %s leads; a write succeeded %s after the kill", old, newLeader, time.Since(killed).Round(time.Millisecond))
 	eventually(t, 30*time.Second, func() error {
-		if got := apiPorts(); strings.Contains(got, portOf(old)) || len(strings.Fields(got)) != 2 {
+		if got := apiPorts(survivor); strings.Contains(got, portOf(old)) || len(strings.Fields(got)) != 2 {
 			return errorf("kubernetes endpoints ports %q still list the killed server's %s", got, portOf(old))
 		}
 		return nil

@@ -86,6 +86,11 @@ func (a *Agent) podNetwork(pod *corev1.Pod) (*sandbox, error) {
 			return nil, err
 		}
 	}
+	if a.net.PodCIDR() == "" {
+		// As the kubelet, which starts no pod network until the node has a pod CIDR: a pod
+		// set up now would run with no address at all.
+		return nil, errors.New("network is not ready: the node has no pod CIDR yet")
+	}
 	res, err := a.net.Setup(string(pod.UID))
 	if err != nil {
 		return nil, fmt.Errorf("pod network: %w", err)
