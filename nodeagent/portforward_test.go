@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
@@ -18,10 +17,10 @@ import (
 // TestPortForwardReachesThePodsLocalhost: a port-forward stream reaches a server that
 // listens inside the pod's network namespace, as `kubectl port-forward` does.
 func TestPortForwardReachesThePodsLocalhost(t *testing.T) {
-	pod := uniquePod("pf", ctr("main", "serve", "--port", "8080"))
+	pod := uniquePod("pf", serverCtr("main"))
 	client := fake.NewSimpleClientset(pod)
 	a := startRealAgent(t, client, nil)
-	waitPod(t, client, "pf", 30*time.Second, phaseIs(corev1.PodRunning))
+	waitPod(t, client, "pf", 30*time.Second, ready)
 
 	u, _ := url.Parse(fmt.Sprintf("https://127.0.0.1:%d/portForward/default/pf", a.Port()))
 	rt, upgrader, err := spdy.RoundTripperFor(&rest.Config{Host: u.Host, TLSClientConfig: rest.TLSClientConfig{Insecure: true}})

@@ -80,13 +80,13 @@ func TestPodsTalkOverPodIPs(t *testing.T) {
 }
 
 func TestDeletedPodLeavesNothingBehind(t *testing.T) {
-	c := ctr("main", "serve", "--port", "8080")
+	c := serverCtr("main")
 	c.VolumeMounts = []corev1.VolumeMount{{Name: "mem", MountPath: "/mem"}}
 	pod := uniquePod("gone", c)
 	pod.Spec.Volumes = []corev1.Volume{{Name: "mem", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}}}
 	client := fake.NewSimpleClientset(pod)
 	a := startRealAgent(t, client, nil)
-	p := waitPod(t, client, "gone", 30*time.Second, phaseIs(corev1.PodRunning))
+	p := waitPod(t, client, "gone", 30*time.Second, ready)
 	ip := p.Status.PodIP
 	now := metav1.Now()
 	grace := int64(5)

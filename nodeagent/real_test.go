@@ -161,6 +161,23 @@ func ctr(name string, args ...string) corev1.Container {
 	return corev1.Container{Name: name, Image: image.TestImageRef, ImagePullPolicy: corev1.PullIfNotPresent, Args: args}
 }
 
+// serverCtr is a container serving HTTP on 8080 with a TCP readiness probe, so a
+// test that needs the process listening (or its SIGTERM handler installed) can
+// wait for Ready: Running only says the process was started.
+func serverCtr(name string) corev1.Container {
+	c := ctr(name, "serve", "--port", "8080")
+	c.ReadinessProbe = &corev1.Probe{
+		ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(8080)}},
+		PeriodSeconds: 1,
+	}
+	return c
+}
+
+// ready is true once the pod's Ready condition is True.
+func ready(p *corev1.Pod) (bool, string) {
+	return podCondition(p, corev1.PodReady), fmt.Sprintf("phase %q, statuses %+v", p.Status.Phase, p.Status.ContainerStatuses)
+}
+
 func waitPod(t *testing.T, client kubernetes.Interface, name string, timeout time.Duration, cond func(p *corev1.Pod) (bool, string)) *corev1.Pod {
 	t.Helper()
 	var got *corev1.Pod
