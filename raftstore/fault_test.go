@@ -328,3 +328,31 @@ func TestWrongSecretIsRefused(t *testing.T) {
 		t.Fatalf("a node with the wrong secret learned the leader %s", leader)
 	}
 }
+
+// TestForwardedWriteEndsWhenItsLeaderGoesSilent: a follower forwards a write to a leader
+// that then goes silent (paused, or its packets dropped) without closing a connection. The
+// write must end as soon as the follower sees that leader go, as "outcome unknown", not hang
+// until the caller's deadline; and a read on the follower waits for the new leader instead.
+func TestForwardedWriteEndsWhenItsLeaderGoesSilent(t *testing.T) {
+	c := rafttest.New(t, 3, rafttest.Options{})
+	ctx := rafttest.Ctx(t, 60*time.Second)
+	old := c.Leader()
+	f := c.Followers()[0]
+	if _, err := f.Store().Put(ctx, "/silent/warm", []byte("1")); err != nil {
+		t.Fatal(err) // the forwarding connection is open before the fault
+	}
+	old.Layer.Silence(true)
+	wctx, cancel := context.WithTimeout(ctx, 40*time.Second)
+	_, err := f.Store().Put(wctx, "/silent/lost", []byte("?"))
+	cancel()
+	if !errors.Is(err, raftstore.ErrIndeterminate) {
+		t.Fatalf("forwarded write to a silent leader: got %v, want ErrIndeterminate", err)
+	}
+	if _, err := f.Store().Get(ctx, "/silent/warm", raftstore.ReadOptions{}); err != nil {
+		t.Fatalf("linearizable read on the follower after a new election: %v", err)
+	}
+	if _, err := f.Store().Put(ctx, "/silent/after", []byte("2")); err != nil {
+		t.Fatalf("write through the new leader: %v", err)
+	}
+	old.Layer.Silence(false)
+}

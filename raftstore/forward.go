@@ -118,18 +118,27 @@ func (p *peers) closeAll() {
 }
 
 // errDial marks a call that never left this node: safe to retry. errBroken marks a call
-// whose connection broke after the request may have been sent.
+// whose connection broke after the request may have been sent. errLeaderChanged marks a
+// call to the leader abandoned because the leader changed while it waited: it may have been
+// applied.
 var (
-	errDial   = errors.New("raftstore: could not reach peer")
-	errBroken = errors.New("raftstore: peer connection broke")
+	errDial          = errors.New("raftstore: could not reach peer")
+	errBroken        = errors.New("raftstore: peer connection broke")
+	errLeaderChanged = errors.New("raftstore: the leader changed while the call waited")
 )
 
-// call makes one RPC, bounded by ctx. A broken connection is dropped so the next call dials
-// again.
-func (p *peers) call(ctx context.Context, addr, method string, args, reply any) error {
+// call makes one RPC, bounded by ctx and abandoned when abort is closed (nil: never). A
+// broken or abandoned connection is dropped so the next call dials again: one to a paused or
+// partitioned peer may never answer again.
+func (p *peers) call(ctx context.Context, abort <-chan struct{}, addr, method string, args, reply any) error {
 	c, err := p.client(ctx, addr)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errDial, err)
+	}
+	select {
+	case <-abort: // not sent yet: as safe to retry as a failed dial
+		return fmt.Errorf("%w: %v", errDial, errLeaderChanged)
+	default:
 	}
 	done := c.Go(method, args, reply, make(chan *rpc.Call, 1)).Done
 	select {
@@ -139,6 +148,9 @@ func (p *peers) call(ctx context.Context, addr, method string, args, reply any) 
 			return fmt.Errorf("%w: %v", errBroken, call.Error)
 		}
 		return nil
+	case <-abort:
+		p.drop(addr, c)
+		return errLeaderChanged
 	case <-ctx.Done():
 		return ctx.Err()
 	}

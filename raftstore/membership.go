@@ -101,7 +101,7 @@ func (s *Store) Stats(ctx context.Context) Stats {
 			defer wg.Done()
 			cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 			defer cancel()
-			if err := s.peers.call(cctx, p.Server.Address, "Store.Status", struct{}{}, &p.Status); err != nil {
+			if err := s.peers.call(cctx, nil, p.Server.Address, "Store.Status", struct{}{}, &p.Status); err != nil {
 				p.Err = err.Error()
 			}
 		}(&st.Peers[i])

@@ -31,6 +31,7 @@ type Store struct {
 	metrics   *metrics
 	verify    *verifier
 	leader    leadership
+	leaderNow *leaderWatch
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -126,10 +127,15 @@ func (s *Store) openRaft() error {
 		return fmt.Errorf("raftstore: start raft: %w", err)
 	}
 	s.raft, s.disk = r, d
-	s.wg.Add(1)
+	s.leaderNow = newLeaderWatch()
+	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
 		s.watchLeadership(notify)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.leaderNow.follow(r, s.ctx.Done())
 	}()
 	return nil
 }
@@ -249,8 +255,8 @@ func (s *Store) forwardApply(ctx context.Context, data []byte) (*TxnResult, erro
 		return nil, ErrNotLeader
 	}
 	var reply wire.ApplyReply
-	if err := s.peers.call(ctx, string(addr), "Store.Apply", &wire.ApplyArgs{Data: data}, &reply); err != nil {
-		if errors.Is(err, errBroken) {
+	if err := s.peers.call(ctx, s.leaderNow.since(addr), string(addr), "Store.Apply", &wire.ApplyArgs{Data: data}, &reply); err != nil {
+		if errors.Is(err, errBroken) || errors.Is(err, errLeaderChanged) {
 			return nil, fmt.Errorf("%w: %v", ErrIndeterminate, err)
 		}
 		return nil, err
@@ -375,7 +381,7 @@ func (s *Store) ReadBarrier(ctx context.Context) error {
 		} else {
 			idx, err = s.forwardReadIndex(ctx)
 		}
-		if errors.Is(err, ErrNotLeader) || errors.Is(err, errDial) || errors.Is(err, errBroken) {
+		if errors.Is(err, ErrNotLeader) || errors.Is(err, errDial) || errors.Is(err, errBroken) || errors.Is(err, errLeaderChanged) {
 			if werr := s.waitLeader(ctx); werr != nil {
 				return werr
 			}
@@ -411,7 +417,7 @@ func (s *Store) forwardReadIndex(ctx context.Context) (uint64, error) {
 		return 0, ErrNotLeader
 	}
 	var reply wire.ReadIndexReply
-	if err := s.peers.call(ctx, string(addr), "Store.ReadIndex", struct{}{}, &reply); err != nil {
+	if err := s.peers.call(ctx, s.leaderNow.since(addr), string(addr), "Store.ReadIndex", struct{}{}, &reply); err != nil {
 		return 0, err
 	}
 	return reply.Index, codeError(reply.ErrCode, reply.ErrMsg)

@@ -21,6 +21,7 @@ import (
 type FaultLayer struct {
 	raftstore.Layer
 	isolated atomic.Bool
+	silent   atomic.Bool
 	delay    atomic.Int64  // nanoseconds added before each write
 	dropPerM atomic.Uint32 // per-million chance that a write breaks its connection
 
@@ -50,6 +51,12 @@ func (f *FaultLayer) Isolate(on bool) {
 		f.mu.Unlock()
 	}
 }
+
+// Silence makes the node a black hole (true) or heals it (false): connections stay open
+// but nothing it sends arrives and nothing sent to it is read, as when its process is
+// paused (SIGSTOP) or a firewall drops its packets. Unlike Isolate, no peer sees an error;
+// they can only notice the silence.
+func (f *FaultLayer) Silence(on bool) { f.silent.Store(on) }
 
 // SetDelay adds latency to every write.
 func (f *FaultLayer) SetDelay(d time.Duration) { f.delay.Store(int64(d)) }
@@ -102,6 +109,9 @@ func (c *faultConn) Write(b []byte) (int, error) {
 		c.Conn.Close()
 		return 0, errIsolated
 	}
+	if c.f.silent.Load() {
+		return len(b), nil
+	}
 	if d := c.f.delay.Load(); d > 0 {
 		time.Sleep(time.Duration(d))
 	}
@@ -117,7 +127,12 @@ func (c *faultConn) Read(b []byte) (int, error) {
 		c.Conn.Close()
 		return 0, errIsolated
 	}
-	return c.Conn.Read(b)
+	for {
+		n, err := c.Conn.Read(b)
+		if err != nil || !c.f.silent.Load() {
+			return n, err
+		}
+	}
 }
 
 func (c *faultConn) Close() error {
