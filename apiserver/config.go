@@ -53,6 +53,11 @@ type Config struct {
 	// WatchTimeout is the longest a watch without timeoutSeconds stays open; each watch gets
 	// a random duration between it and twice it, as kube-apiserver (default 30m).
 	WatchTimeout time.Duration
+	// RequestTimeout bounds every request that is not long-running (watch, exec, attach,
+	// port-forward, proxy, followed logs); a client's ?timeout= may shorten it (default 60s,
+	// as kube-apiserver's --request-timeout). A write that hangs on a lost leader ends with
+	// 504 instead of holding its caller forever.
+	RequestTimeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// SkipBootstrap leaves out the default namespaces and RBAC roles created at start.
@@ -94,6 +99,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.WatchTimeout == 0 {
 		c.WatchTimeout = 30 * time.Minute
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = time.Minute
 	}
 	if c.Now == nil {
 		c.Now = time.Now

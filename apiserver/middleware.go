@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -92,4 +93,42 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		s.metrics.observe(ri.Verb, resource, strconv.Itoa(rec.code), time.Since(start))
 		s.cfg.Logger.Debug("request", "method", r.Method, "path", r.URL.Path, "code", rec.code, "duration", time.Since(start))
 	})
+}
+
+// limitDuration gives a request that is not long-running a deadline: RequestTimeout, or the
+// client's shorter ?timeout= (client-go sends it when its Config.Timeout is set), as
+// kube-apiserver's WithTimeoutForNonLongRunningRequests. Handlers end with 504 Timeout when
+// the store gives up on the deadline.
+func (s *Server) limitDuration(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ri := infoFrom(r.Context())
+		if longRunning(r, ri) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		d := s.cfg.RequestTimeout
+		if v := r.URL.Query().Get("timeout"); v != "" {
+			if t, err := time.ParseDuration(v); err == nil && t > 0 && t < d {
+				d = t
+			}
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// longRunning is kube-apiserver's long-running request check: watches and the streaming
+// subresources.
+func longRunning(r *http.Request, ri *requestInfo) bool {
+	if ri == nil {
+		return false
+	}
+	switch ri.Subresource {
+	case "exec", "attach", "portforward", "proxy":
+		return true
+	case "log":
+		return r.URL.Query().Get("follow") == "true"
+	}
+	return ri.Verb == "watch" || r.URL.Query().Get("watch") == "true" || r.URL.Query().Get("watch") == "1"
 }

@@ -121,7 +121,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.recoverPanics, noCache, s.instrument)
+	r.Use(s.recoverPanics, noCache, s.instrument, s.limitDuration)
 	r.Get("/healthz", s.serveHealth)
 	r.Get("/livez", s.serveLive)
 	r.Get("/readyz", s.serveHealth)
