@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
@@ -103,14 +105,7 @@ func TestDeletedPodLeavesNothingBehind(t *testing.T) {
 			return false, "containers left"
 		}
 		if _, err := os.Stat(podDir(a.cfg.DataDir, pod.UID)); err == nil {
-			data, _ := os.ReadFile("/proc/self/mountinfo")
-			var ms []string
-			for _, l := range strings.Split(string(data), "\n") {
-				if strings.Contains(l, string(pod.UID)) {
-					ms = append(ms, l)
-				}
-			}
-			return false, "pod dir left; mounts: " + strings.Join(ms, " | ")
+			return false, "pod dir left; mounts: " + strings.Join(mountsOf(pod.UID), " | ")
 		}
 		if _, ok := a.net.Lookup(string(pod.UID)); ok {
 			return false, "netns left"
@@ -124,8 +119,8 @@ func TestDeletedPodLeavesNothingBehind(t *testing.T) {
 	if _, err := netlink.LinkByName(network.HostVeth(string(pod.UID))); err == nil {
 		t.Error("veth left")
 	}
-	if data, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(data), string(pod.UID)) {
-		t.Error("mounts left")
+	if ms := mountsOf(pod.UID); len(ms) > 0 {
+		t.Errorf("mounts left: %s", strings.Join(ms, " | "))
 	}
 	if m, _ := filepath.Glob("/sys/fs/cgroup/memory/skiff-test/pod" + string(pod.UID)); len(m) > 0 {
 		t.Error("pod cgroup left")
@@ -191,4 +186,20 @@ func TestImageIsPulledFromPlainHTTPRegistry(t *testing.T) {
 		w := p.Status.ContainerStatuses[0].State.Waiting
 		return w != nil && w.Reason == "ImagePullBackOff", fmt.Sprintf("%+v", w)
 	})
+}
+
+// mountsOf lists the host's mount table lines that name uid. It reads the calling thread's
+// table, as the agent does: libcontainer may leave the process's main thread in a
+// container's mount namespace, and /proc/self then shows that one.
+func mountsOf(uid types.UID) []string {
+	goruntime.LockOSThread()
+	defer goruntime.UnlockOSThread()
+	data, _ := os.ReadFile("/proc/thread-self/mountinfo")
+	var ms []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.Contains(l, string(uid)) {
+			ms = append(ms, l)
+		}
+	}
+	return ms
 }
