@@ -53,6 +53,12 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request, q *request
 		cp := obj.DeepCopyObject()
 		cm, _ := meta.Accessor(cp)
 		cm.SetNamespace(q.ns)
+		if wantRV == "" {
+			// An unconditional update (kubectl replace of a file without a
+			// resourceVersion) applies to whatever is stored, as every built-in
+			// strategy's AllowUnconditionalUpdate allows.
+			setRV(cp, rev)
+		}
 		return cp, nil
 	})
 	if err != nil {
@@ -72,13 +78,27 @@ type updateFunc func(old runtime.Object, rev int64) (runtime.Object, error)
 // update is a guaranteed update: read, apply fn, admit, compare-and-swap on the revision
 // read; on a concurrent change it starts again (fn decides about stale preconditions).
 // It reports whether anything was written.
+//
+// The first attempt reads this server's replica without a ReadIndex round trip to the
+// leader, as kube-apiserver's GuaranteedUpdate starts from its watch cache: the
+// compare-and-swap makes a write from a stale read fail rather than lose anything. Only a
+// successful swap may end that attempt; any other outcome (not found, a precondition or
+// validation failure, a no-op) could be the replica's lag speaking, so it is decided again
+// on a linearizable read.
 func (s *Server) update(ctx context.Context, q *request, wo writeOptions, fn updateFunc) (runtime.Object, bool, error) {
 	for attempt := 0; ; attempt++ {
-		old, rev, err := s.objs.get(ctx, q.rs, q.ns, q.ri.Name, false)
+		optimistic := attempt == 0 && !wo.dryRun && q.rs.Claims == nil
+		old, rev, err := s.objs.get(ctx, q.rs, q.ns, q.ri.Name, optimistic)
+		if optimistic && err != nil && ctx.Err() == nil {
+			continue
+		}
 		if err != nil {
 			return nil, false, toStatusErr(err, q)
 		}
 		obj, err := fn(old.DeepCopyObject(), rev)
+		if optimistic && err != nil {
+			continue
+		}
 		if err != nil {
 			return nil, false, err
 		}
@@ -104,6 +124,9 @@ func (s *Server) update(ctx context.Context, q *request, wo writeOptions, fn upd
 			claims = requestedFrom(q.rs, sent, q.rs.Claims.Claims(obj))
 		}
 		if errs := s.validate(q.rs, obj, validationBase(q, old, obj)); len(errs) > 0 {
+			if optimistic {
+				continue
+			}
 			return nil, false, invalid(q.rs, q.ri.Name, errs)
 		}
 		if !wo.applied {
@@ -111,6 +134,9 @@ func (s *Server) update(ctx context.Context, q *request, wo writeOptions, fn upd
 		}
 		setRV(obj, rev)
 		if apiequality.Semantic.DeepEqual(obj, old) {
+			if optimistic {
+				continue
+			}
 			return old, false, nil // a no-op update writes nothing and keeps the revision
 		}
 		if wo.dryRun {
