@@ -15,10 +15,14 @@ import (
 )
 
 // namespaceAccepts is NamespaceLifecycle admission: no creates in a missing or terminating
-// namespace. The read is linearizable so that a namespace just created through another
-// node is seen.
+// namespace. An active namespace in this server's replica is enough (kube-apiserver asks
+// its informer cache); a missing or terminating one is looked up again linearizably, so
+// that a namespace just created (or re-created) through another server is seen.
 func (s *Server) namespaceAccepts(ctx context.Context, ns string) error {
 	rs := s.reg.lookup("", "v1", "namespaces")
+	if obj, _, err := s.objs.get(ctx, rs, "", ns, true); err == nil && !terminating(obj.(*corev1.Namespace)) {
+		return nil
+	}
 	obj, _, err := s.objs.get(ctx, rs, "", ns, false)
 	if errors.Is(err, raftstore.ErrNotFound) {
 		return apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, ns)
@@ -26,11 +30,15 @@ func (s *Server) namespaceAccepts(ctx context.Context, ns string) error {
 	if err != nil {
 		return err
 	}
-	if n := obj.(*corev1.Namespace); n.DeletionTimestamp != nil || n.Status.Phase == corev1.NamespaceTerminating {
+	if terminating(obj.(*corev1.Namespace)) {
 		return apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, ns,
 			fmt.Errorf("unable to create new content in namespace %s because it is being terminated", ns))
 	}
 	return nil
+}
+
+func terminating(n *corev1.Namespace) bool {
+	return n.DeletionTimestamp != nil || n.Status.Phase == corev1.NamespaceTerminating
 }
 
 // admitNode is NodeRestriction for creates: a node may create only its own Node and Lease

@@ -89,12 +89,21 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, q *request
 // grace period hold it: deletionTimestamp is set and the object stays until they are done.
 func (s *Server) deleteObject(ctx context.Context, q *request, name string, opts *metav1.DeleteOptions) (runtime.Object, error) {
 	for attempt := 0; attempt < 16; attempt++ {
-		cur, rev, err := s.objs.get(ctx, q.rs, q.ns, name, false)
+		// As in update: the first attempt reads the local replica, and only a successful
+		// compare-and-swap may end it; anything else is decided on a linearizable read.
+		optimistic := attempt == 0 && len(opts.DryRun) == 0 && q.rs.Claims == nil
+		cur, rev, err := s.objs.get(ctx, q.rs, q.ns, name, optimistic)
+		if optimistic && err != nil && ctx.Err() == nil {
+			continue
+		}
 		if err != nil {
 			return nil, toStatusErrName(err, q, name)
 		}
 		m, _ := meta.Accessor(cur)
 		if p := opts.Preconditions; p != nil {
+			if optimistic && (p.UID != nil && *p.UID != m.GetUID() || p.ResourceVersion != nil && *p.ResourceVersion != m.GetResourceVersion()) {
+				continue
+			}
 			if p.UID != nil && *p.UID != m.GetUID() {
 				return nil, apierrors.NewConflict(q.gr(), name, errors.New("the UID in the precondition does not match the UID in record; the object might have been deleted and then recreated"))
 			}
@@ -134,6 +143,9 @@ func (s *Server) deleteObject(ctx context.Context, q *request, name string, opts
 		shorter := graceful && (old == nil || *old > grace)
 		switch {
 		case um.GetDeletionTimestamp() != nil && !shorter && !finChanged:
+			if optimistic {
+				continue
+			}
 			return cur, nil
 		case um.GetDeletionTimestamp() != nil && !shorter:
 			// Only the finalizers change; the deletion keeps its timestamp.

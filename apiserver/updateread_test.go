@@ -47,5 +47,18 @@ func TestUpdateRightAfterAWriteThroughAnotherServer(t *testing.T) {
 		if len(got.Data) != 1 || got.Data["n"] != "0" {
 			t.Fatalf("%s: data %v, want only n=0", name, got.Data)
 		}
+		// A namespace created through one server takes content through another at once,
+		// and that content is deleted (UID precondition) through a third.
+		ns := fmt.Sprintf("lag-ns-%d", i)
+		if _, err := a.Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		in, err := b.ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("%s: create in a namespace just created through another server: %v", ns, err)
+		}
+		if err := d.ConfigMaps(ns).Delete(ctx, "x", metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &in.UID}}); err != nil {
+			t.Fatalf("%s: delete through a third server right after the create: %v", ns, err)
+		}
 	}
 }
