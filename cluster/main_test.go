@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +56,9 @@ func upCluster(t *testing.T) *cluster.LocalCluster {
 	t.Cleanup(func() {
 		if err := cluster.Down(dir, true, os.Stderr); err != nil {
 			t.Errorf("down: %v", err)
+		}
+		if left := processesUnder(dir); len(left) > 0 {
+			t.Errorf("skiff down left processes of the cluster running: %v", left)
 		}
 	})
 	if err != nil {
@@ -174,3 +178,25 @@ func needsRoot(t *testing.T) {
 }
 
 func errorf(format string, a ...any) error { return fmt.Errorf(format, a...) }
+
+// processesUnder lists the pids of running processes whose command line names dir (every
+// server and agent of a local cluster is given its data dir below it).
+func processesUnder(dir string) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !strings.Contains(string(cmd), dir+"/") {
+			continue
+		}
+		if stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil && strings.Contains(string(stat), ") Z ") {
+			continue // a zombie, reaped by the test binary later
+		}
+		pids = append(pids, pid)
+	}
+	return pids
+}

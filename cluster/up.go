@@ -315,7 +315,8 @@ func freePorts(n int) ([]int, error) {
 }
 
 // StartProcess starts p detached from this process (its own session, so it outlives the
-// caller and a Ctrl-C to the caller does not reach it), logging to p.LogFile.
+// caller and a Ctrl-C to the caller does not reach it), logging to p.LogFile. A process of
+// lc's gets its new pid written to cluster.json.
 func StartProcess(lc *LocalCluster, p *Process) error {
 	if err := os.MkdirAll(p.DataDir, 0o700); err != nil {
 		return err
@@ -339,6 +340,15 @@ func StartProcess(lc *LocalCluster, p *Process) error {
 	}
 	p.PID = cmd.Process.Pid
 	go func() { _ = cmd.Wait() }() // reap it if it exits while we run
+	// A process of the cluster restarted by itself (a test or a benchmark restarting a
+	// killed server) has a new pid: record it, or `skiff down` would stop the old one only
+	// and leave this one running.
+	for i := range lc.Processes {
+		if lc.Processes[i].Name == p.Name {
+			lc.Processes[i].PID = p.PID
+			return lc.save()
+		}
+	}
 	return nil
 }
 
