@@ -87,6 +87,16 @@ func (a *Agent) runServices(ctx context.Context) error {
 	// a reply from a local backend would skip the reverse DNAT.
 	if proxier != nil {
 		_ = os.WriteFile("/proc/sys/net/bridge/bridge-nf-call-iptables", []byte("1"), 0o644)
+		// A Service's endpoint may be a loopback address: the kubernetes
+		// Service of a cluster on loopback (skiff up without --netns) has
+		// the servers' 127.0.0.1 addresses. The kernel drops a pod's packet
+		// DNATed there as martian unless route_localnet is on for the
+		// interface it came in on (as kube-proxy sets it for localhost
+		// node ports); the proxy's filter-input chain drops what reaches
+		// loopback from a pod without DNAT.
+		if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+a.net.Bridge()+"/route_localnet", []byte("1"), 0o644); err != nil {
+			a.log.Warn("route_localnet on the pod bridge: pods cannot reach Services with loopback endpoints", "err", err)
+		}
 		proxier.SetPodCIDR(cidr)
 	}
 	if dnsServer == nil {

@@ -85,6 +85,9 @@ func (m *Manager) PodCIDR() string {
 	return m.cidr.String()
 }
 
+// Bridge is the node bridge's name.
+func (m *Manager) Bridge() string { return m.cfg.Bridge }
+
 // Gateway is the bridge's address, the pods' gateway; nil until SetPodCIDR.
 func (m *Manager) Gateway() net.IP {
 	m.mu.Lock()

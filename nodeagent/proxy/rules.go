@@ -215,7 +215,14 @@ func baseObjects(tx *knftables.Transaction, opt renderOptions, podCIDR string) {
 		"jump "+masqueradingChain, "jump "+podEgressChain)
 	// Before the filter priority, so a reject comes before anyone's accept.
 	const early = knftables.FilterPriority + " - 10"
-	for _, h := range []knftables.BaseChainHook{knftables.InputHook, knftables.ForwardHook, knftables.OutputHook} {
+	// The agent lets pods be DNATed to the node's loopback (route_localnet
+	// on the pod bridge, for the kubernetes Service of a loopback cluster);
+	// as upstream's KUBE-FIREWALL, only DNATed traffic may reach loopback
+	// addresses from elsewhere (CVE-2020-8558).
+	base("filter-input", knftables.FilterType, knftables.InputHook, early,
+		"ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct state != { established, related } ct status ! dnat drop",
+		"ct state new jump "+endpointsCheck)
+	for _, h := range []knftables.BaseChainHook{knftables.ForwardHook, knftables.OutputHook} {
 		base("filter-"+string(h), knftables.FilterType, h, early, "ct state new jump "+endpointsCheck)
 	}
 }
