@@ -5,7 +5,7 @@ export CGO_ENABLED := 1
 # Test timeout for the whole suite; CI has 90 minutes on 2 cores, the suite aims for under 20.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: build testimage test run bench bench-store bench-chaos bench-scheduler bench-pods lint deps clean
+.PHONY: build testimage test run bench bench-store bench-chaos bench-scheduler bench-pods bench-api lint deps clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/skiff
@@ -41,6 +41,13 @@ bench-chaos: build
 # Deployments: pods bound per second and create-to-bound percentiles.
 bench-scheduler: build
 	./$(BIN) bench scheduler --out bench-scheduler.json
+
+# skiff's API, scheduler and memory side by side with upstream Kubernetes v1.32 from
+# ../shared/k8s-reference (built first into $TMPDIR/k8s-reference/bin if missing: ~13 min):
+# 100 nodes, 3,000 pods, the ConfigMap, list and watch workloads; writes bench-api/. See
+# bench/README.md. SCALE=full steps through 100, 1,000 and 5,000 nodes.
+bench-api: build
+	./$(BIN) bench api --peer k8s-reference --scale $(or $(SCALE),small) --out $(or $(OUT),bench-api)
 
 # One real agent (root): 100 pods created at once, created-to-Running percentiles, pods/s,
 # and the agent's RSS and CPU with them all running.

@@ -8,6 +8,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -16,9 +20,10 @@ import (
 
 // APIOptions configure RunAPI (`skiff bench api`).
 type APIOptions struct {
-	Out      string // result.json, summary.md and the systems' data go here
+	Out      string // result.json, summary.md, the charts and the systems' data go here
 	Binary   string // the skiff binary whose servers are measured
-	Peer     string // "none"; "k8s-reference" is not built yet
+	Peer     string // "none" or "k8s-reference"
+	Scale    string // "small" (one step) or "full" (100, 1,000, 5,000 nodes)
 	Duration time.Duration
 	// Pods is the size of the listed namespace; Watchers the fan-out steps; WatchRate their
 	// writes per second; ListRepeats the lists per mode.
@@ -26,14 +31,29 @@ type APIOptions struct {
 	Watchers    []int
 	WatchRate   int
 	ListRepeats int
-	PacedRate   int    // writes/s of the paced create row (issue 3's "at 500 writes/s")
-	Command     string // recorded in the report
-	Progress    io.Writer
+	PacedRate   int // writes/s of the paced create row (issue 3's "at 500 writes/s")
+	// Nodes and SchedPods size the small step's scheduling run (100 nodes, 3,000 pods);
+	// MaxNodes ends --scale full after the step of that many nodes (0: all steps).
+	Nodes, SchedPods, MaxNodes int
+	// ScheduleTimeout bounds each scheduling run (at least pods/50 seconds); NodesTimeout
+	// the wait for the nodes to be Ready.
+	ScheduleTimeout, NodesTimeout time.Duration
+	// K8sReference is the directory of the reference's build.sh and run.sh; K8sWork the
+	// WORK its build.sh builds into ($K8sWork/bin). UpstreamEtcd is its etcd members.
+	K8sReference, K8sWork string
+	UpstreamEtcd          int
+	// MinMemMB stops a step when the machine's MemAvailable falls below it.
+	MinMemMB float64
+	Command  string // recorded in the report
+	Progress io.Writer
 }
 
 func (o *APIOptions) defaults() {
 	if o.Peer == "" {
 		o.Peer = "none"
+	}
+	if o.Scale == "" {
+		o.Scale = "small"
 	}
 	if o.Duration == 0 {
 		o.Duration = 10 * time.Second
@@ -53,79 +73,290 @@ func (o *APIOptions) defaults() {
 	if o.ListRepeats == 0 {
 		o.ListRepeats = 10
 	}
+	if o.Nodes == 0 {
+		o.Nodes = 100
+	}
+	if o.SchedPods == 0 {
+		o.SchedPods = 3000
+	}
+	if o.ScheduleTimeout == 0 {
+		o.ScheduleTimeout = 5 * time.Minute
+	}
+	if o.NodesTimeout == 0 {
+		o.NodesTimeout = 5 * time.Minute
+	}
+	if o.K8sReference == "" {
+		o.K8sReference = "../shared/k8s-reference"
+	}
+	if o.K8sWork == "" {
+		o.K8sWork = filepath.Join(os.TempDir(), "k8s-reference")
+	}
+	if o.UpstreamEtcd == 0 {
+		o.UpstreamEtcd = 1
+	}
+	if o.MinMemMB == 0 {
+		o.MinMemMB = 512
+	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
 }
 
-// RunAPI measures each system in turn (skiff; with a peer, the upstream reference too) and
-// writes Out/result.json and Out/summary.md. Every process it starts is stopped before it
-// returns, also on error or interruption.
+// apiStep is one size at which every system is measured afresh.
+type apiStep struct {
+	Name        string
+	Nodes, Pods int
+	KwokCheck   bool // also run kwok against skiff (the first step only: it is a check)
+}
+
+// apiSteps are the steps of a scale: small is one step of o.Nodes nodes and o.SchedPods
+// pods; full is 100/3k, 1,000/30k, 5,000/150k (up to MaxNodes).
+func apiSteps(o APIOptions) ([]apiStep, error) {
+	switch o.Scale {
+	case "small":
+		return []apiStep{{Name: "small", Nodes: o.Nodes, Pods: o.SchedPods, KwokCheck: true}}, nil
+	case "full":
+		var steps []apiStep
+		for i, n := range []int{100, 1000, 5000} {
+			if o.MaxNodes > 0 && n > o.MaxNodes {
+				break
+			}
+			steps = append(steps, apiStep{Name: strconv.Itoa(n), Nodes: n, Pods: 30 * n, KwokCheck: i == 0})
+		}
+		return steps, nil
+	}
+	return nil, fmt.Errorf("bench api: unknown scale %q (small or full)", o.Scale)
+}
+
+// RunAPI measures each system in turn at each step (skiff; with a peer, the upstream
+// reference too, built first if its binaries are missing) and writes Out/result.json,
+// Out/summary.md and the charts, after every system's step so that a stopped run keeps
+// what it measured. Every process it starts is stopped before it returns, also on error
+// or interruption. A step a system could not finish (a process fell over, memory ran out)
+// is a result: its rows say why, and the system skips the larger steps.
 func RunAPI(ctx context.Context, o APIOptions) (*APIReport, error) {
 	o.defaults()
 	if o.Out == "" || o.Binary == "" {
 		return nil, errors.New("bench api: Out and Binary are required")
 	}
-	var systems []apiSystem
-	systems = append(systems, &skiffSystem{dir: filepath.Join(o.Out, "skiff"), binary: o.Binary, progress: o.Progress})
-	switch o.Peer {
-	case "none":
-	case "k8s-reference":
-		return nil, errors.New("bench api: --peer k8s-reference is not implemented yet; use --peer none")
-	default:
-		return nil, fmt.Errorf("bench api: unknown peer %q", o.Peer)
+	steps, err := apiSteps(o)
+	if err != nil {
+		return nil, err
 	}
+	switch o.Peer {
+	case "none", "k8s-reference":
+	default:
+		return nil, fmt.Errorf("bench api: unknown peer %q (none or k8s-reference)", o.Peer)
+	}
+	out, err := filepath.Abs(o.Out)
+	if err != nil {
+		return nil, err
+	}
+	o.Out = out
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return nil, err
 	}
-	rep := &APIReport{Command: o.Command}
-	for _, sys := range systems {
-		rows, err := runAPISystem(ctx, sys, o)
-		rep.Results = append(rep.Results, rows...)
-		if err != nil {
-			rep.Results = append(rep.Results, apiErrorRow(sys.Name(), "small", "start", 0, err))
-		}
+	say := func(f string, a ...any) { fmt.Fprintf(o.Progress, "bench api: "+f+"\n", a...) }
+	rep := &APIReport{Command: o.Command, Machine: machineNow()}
+	finish := func() error {
+		rep.Machine.LoadEnd = loadAvg()
+		return rep.WriteFiles(o.Out)
+	}
+	var upstreamErr error
+	if o.Peer == "k8s-reference" {
+		upstreamErr = ensureK8sReference(ctx, o.K8sReference, o.K8sWork, o.Progress)
 		if ctx.Err() != nil {
-			break
+			return rep, errors.Join(ctx.Err(), finish())
+		}
+		if upstreamErr != nil {
+			say("upstream: %v", upstreamErr)
 		}
 	}
-	if err := rep.WriteFiles(o.Out); err != nil {
-		return rep, err
+	kwokBin := filepath.Join(o.K8sWork, "bin")
+	fell := map[string]string{} // system -> why it stopped
+	for _, st := range steps {
+		var systems []apiSystem
+		systems = append(systems, &skiffSystem{dir: filepath.Join(o.Out, "skiff-"+st.Name), binary: o.Binary, progress: o.Progress})
+		if o.Peer == "k8s-reference" {
+			systems = append(systems, &upstreamSystem{refDir: o.K8sReference, buildWork: o.K8sWork,
+				work: filepath.Join(o.Out, "upstream-"+st.Name), etcdMembers: o.UpstreamEtcd, progress: o.Progress})
+		}
+		for _, sys := range systems {
+			name := sys.Name()
+			switch {
+			case name == APIUpstream && upstreamErr != nil:
+				rep.Results = append(rep.Results, apiErrorRow(name, st.Name, "start", 0, upstreamErr))
+				continue
+			case fell[name] != "":
+				rep.Stopped = append(rep.Stopped, fmt.Sprintf("%s: step %s skipped: %s", name, st.Name, fell[name]))
+				continue
+			}
+			rows, why, err := runAPISystem(ctx, sys, st, o, kwokBin)
+			rep.Results = append(rep.Results, rows...)
+			if err != nil {
+				rep.Results = append(rep.Results, apiErrorRow(name, st.Name, "start", 0, err))
+				why = err.Error()
+			}
+			if why != "" && ctx.Err() == nil {
+				fell[name] = fmt.Sprintf("stopped at step %s: %s", st.Name, why)
+				rep.Stopped = append(rep.Stopped, fmt.Sprintf("%s: %s", name, fell[name]))
+			}
+			if err := finish(); err != nil {
+				return rep, err
+			}
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
+		}
 	}
-	return rep, ctx.Err()
+	return rep, finish()
 }
 
-func runAPISystem(ctx context.Context, sys apiSystem, o APIOptions) (rows []APIResult, err error) {
-	name, step := sys.Name(), "small"
+// machineNow describes this machine now.
+func machineNow() Machine {
+	m := Machine{Date: time.Now().UTC().Format(time.RFC3339), Cores: runtime.NumCPU(), LoadStart: loadAvg()}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+				m.MemTotalMB = kb / 1024
+			}
+		}
+	}
+	return m
+}
+
+func loadAvg() [3]float64 {
+	var l [3]float64
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return l
+	}
+	f := strings.Fields(string(b))
+	for i := 0; i < 3 && i < len(f); i++ {
+		l[i], _ = strconv.ParseFloat(f[i], 64)
+	}
+	return l
+}
+
+// errStepStopped marks a step ended by the watchdog; its cause says why.
+var errStepStopped = errors.New("step stopped")
+
+// watchStep cancels the step's context when a control-plane process or the node simulator
+// has exited or the machine's available memory falls below minMB. The cause says which.
+func watchStep(ctx context.Context, cancel context.CancelCauseFunc, sys apiSystem, fleet func() nodeFleet, minMB float64) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			for _, pid := range sys.PIDs() {
+				if !pidAlive(pid) {
+					cancel(fmt.Errorf("%w: %s control-plane process %d exited", errStepStopped, sys.Name(), pid))
+					return
+				}
+			}
+			if f := fleet(); f != nil {
+				if err := f.Alive(); err != nil {
+					cancel(fmt.Errorf("%w: %v", errStepStopped, err))
+					return
+				}
+			}
+			if mb, err := memAvailableMB(); err == nil && mb < minMB {
+				cancel(fmt.Errorf("%w: the machine ran out of memory (MemAvailable %.0f MB < %.0f MB)", errStepStopped, mb, minMB))
+				return
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+// runAPISystem starts sys afresh, brings up the step's nodes, runs every workload, and
+// stops it all. why is set when the step was stopped early (a process fell over, memory
+// ran out); err when the system could not start.
+func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, kwokBin string) (rows []APIResult, why string, err error) {
+	name, step := sys.Name(), st.Name
 	say := func(f string, a ...any) { fmt.Fprintf(o.Progress, "bench api: "+f+"\n", a...) }
-	say("%s: starting", name)
+	say("%s: step %s: starting (%d nodes, %d pods to schedule)", name, step, st.Nodes, st.Pods)
+	var (
+		mu    sync.Mutex
+		fleet nodeFleet
+	)
+	getFleet := func() nodeFleet { mu.Lock(); defer mu.Unlock(); return fleet }
 	defer func() {
+		if f := getFleet(); f != nil {
+			say("%s: stopping the nodes", name)
+			f.Stop()
+		}
 		say("%s: stopping", name)
 		if serr := sys.Stop(); serr != nil && err == nil {
-			err = serr
+			say("%s: stop: %v", name, serr)
 		}
 	}()
 	cfgs, err := sys.Start(ctx)
 	if err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopWatch := watchStep(sctx, cancel, sys, getFleet, o.MinMemMB)
+	defer stopWatch()
+	// stopped ends the step with the watchdog's reason, as rows.
+	stopped := func(workload string) ([]APIResult, string, error) {
+		cause := context.Cause(sctx)
+		if ctx.Err() != nil {
+			return rows, "", nil
+		}
+		rows = append(rows, apiErrorRow(name, step, workload, 0, cause))
+		return rows, cause.Error(), nil
 	}
 	admin, err := apiClients(cfgs, len(cfgs))
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	for _, ns := range []string{"bench-cm", "bench-list", "bench-watch"} {
-		if err := ensureNamespace(ctx, admin[0], ns); err != nil {
-			return nil, fmt.Errorf("namespace %s: %w", ns, err)
+		if err := ensureNamespace(sctx, admin[0], ns); err != nil {
+			return nil, "", fmt.Errorf("namespace %s: %w", ns, err)
 		}
+	}
+
+	say("%s: starting %d nodes", name, st.Nodes)
+	f, err := sys.StartNodes(sctx, admin[0], st.Nodes)
+	if err != nil {
+		if sctx.Err() != nil {
+			return stopped("nodes")
+		}
+		return nil, "", fmt.Errorf("nodes: %w", err)
+	}
+	mu.Lock()
+	fleet = f
+	mu.Unlock()
+	if err := waitNodesReadyLabeled(sctx, admin[0], "", st.Nodes, o.NodesTimeout, func(f string, a ...any) { say(name+": "+f, a...) }); err != nil {
+		if sctx.Err() != nil {
+			return stopped("nodes")
+		}
+		rows = append(rows, apiErrorRow(name, step, "nodes", 0, err))
+		return rows, err.Error(), nil
 	}
 
 	for _, clients := range []int{1, 64} {
 		say("%s: configmaps create/get/update/delete, %d client(s), %s each", name, clients, o.Duration)
 		cs, err := apiClients(cfgs, clients)
 		if err != nil {
-			return rows, err
+			return rows, "", err
 		}
-		res := runConfigMaps(ctx, cs, "bench-cm", o.Duration)
+		res := runConfigMaps(sctx, cs, "bench-cm", o.Duration)
+		if sctx.Err() != nil {
+			return stopped("cm-create")
+		}
 		for _, wl := range []string{"cm-create", "cm-get", "cm-update", "cm-delete"} {
 			rows = append(rows, apiRow(name, step, wl, clients, res[wl], true))
 		}
@@ -133,18 +364,28 @@ func runAPISystem(ctx context.Context, sys apiSystem, o APIOptions) (rows []APIR
 
 	say("%s: configmap creates paced at %d/s by 64 clients for %s", name, o.PacedRate, o.Duration)
 	if cs, err := apiClients(cfgs, 64); err == nil {
-		row := apiRow(name, step, "cm-create", 64, runPacedCreates(ctx, cs, "bench-cm", o.PacedRate, o.Duration), true)
-		row.Note = fmt.Sprintf("paced at %d writes/s; latency from when each write was due", o.PacedRate)
+		row := apiRow(name, step, "cm-create", 64, runPacedCreates(sctx, cs, "bench-cm", o.PacedRate, o.Duration), true)
+		if sctx.Err() != nil {
+			return stopped("cm-create")
+		}
+		row.Variant = fmt.Sprintf("paced %d/s", o.PacedRate)
+		row.Note = "latency from when each write was due"
 		rows = append(rows, row)
 	}
 
 	say("%s: creating %d pods", name, o.Pods)
-	if err := createPods(ctx, admin, "bench-list", o.Pods, o.Progress); err != nil {
+	if err := createPods(sctx, admin, "bench-list", o.Pods, o.Progress); err != nil {
+		if sctx.Err() != nil {
+			return stopped("list-pods")
+		}
 		rows = append(rows, apiErrorRow(name, step, "list-pods", 1, err))
 	} else {
 		for _, m := range []struct{ workload, mode string }{{"list-pods", ""}, {"list-pods-rv0", "0"}, {"list-pods-paged", "paged"}} {
 			say("%s: %s, %d lists of %d pods", name, m.workload, o.ListRepeats, o.Pods)
-			s := runLists(ctx, admin[1%len(admin)], "bench-list", m.mode, o.Pods, o.ListRepeats)
+			s := runLists(sctx, admin[1%len(admin)], "bench-list", m.mode, o.Pods, o.ListRepeats)
+			if sctx.Err() != nil {
+				return stopped(m.workload)
+			}
 			row := apiRow(name, step, m.workload, 1, s, false)
 			row.Note = fmt.Sprintf("%d pods", o.Pods)
 			rows = append(rows, row)
@@ -155,9 +396,12 @@ func runAPISystem(ctx context.Context, sys apiSystem, o APIOptions) (rows []APIR
 		say("%s: watch fan-out, %d watchers, %d writes/s for %s", name, n, o.WatchRate, o.Duration)
 		cs, err := watchClients(cfgs, n)
 		if err != nil {
-			return rows, err
+			return rows, "", err
 		}
-		s, err := runWatchFanout(ctx, cs, admin[0], "bench-watch", n, o.WatchRate, o.Duration)
+		s, err := runWatchFanout(sctx, cs, admin[0], "bench-watch", n, o.WatchRate, o.Duration)
+		if sctx.Err() != nil {
+			return stopped("watch")
+		}
 		if err != nil {
 			rows = append(rows, apiErrorRow(name, step, "watch", n, err))
 			continue
@@ -167,14 +411,79 @@ func runAPISystem(ctx context.Context, sys apiSystem, o APIOptions) (rows []APIR
 		rows = append(rows, row)
 	}
 
+	variant := "hollow nodes"
+	if name == APIUpstream {
+		variant = "kwok nodes"
+	}
+	timeout := max(o.ScheduleTimeout, time.Duration(st.Pods/50)*time.Second)
+	srows, err := runSchedule(sctx, admin[0], scheduleSpec{system: name, step: step, variant: variant, ns: "bench-sched",
+		nodes: st.Nodes, pods: st.Pods, timeout: timeout}, say)
+	rows = append(rows, srows...)
+	if sctx.Err() != nil {
+		return stopped("schedule-bound")
+	}
+	if err != nil {
+		rows = append(rows, apiErrorRow(name, step, "schedule-bound", 1, err))
+	}
+
+	if s, ok := sys.(*skiffSystem); ok && st.KwokCheck {
+		rows = append(rows, kwokOnSkiff(sctx, s, admin[0], st, kwokBin, timeout, say)...)
+		if sctx.Err() != nil {
+			return stopped("schedule-bound")
+		}
+	}
+
 	rss, peak, err := summedMemMB(sys.PIDs())
 	if err != nil {
 		rows = append(rows, apiErrorRow(name, step, "rss", 0, err))
 	} else {
+		what := "servers"
+		if name == APIUpstream {
+			what = "processes (apiserver, etcd, controller-manager, scheduler)"
+		}
 		rows = append(rows, APIResult{System: name, Step: step, Workload: "rss", RSSMB: f64(peak),
-			Note: fmt.Sprintf("summed peak (VmHWM) of %d servers; steady %.0f MB, with %d pods", len(sys.PIDs()), rss, o.Pods)})
+			Note: fmt.Sprintf("summed peak (VmHWM) of %d %s; steady (at the end) %.0f MB; %d nodes, %d + %d pods", len(sys.PIDs()), what, rss, st.Nodes, o.Pods, st.Pods)})
 	}
-	return rows, ctx.Err()
+	return rows, "", nil
+}
+
+// kwokOnSkiff runs kwok v0.8 (the reference build's binary, unchanged) against the skiff
+// cluster with its admin kubeconfig: st.Nodes kwok nodes must go Ready and st.Pods pods
+// scheduled onto them Running. Its rows are schedule rows with variant "kwok nodes", the
+// same as upstream's, so they compare like with like.
+func kwokOnSkiff(ctx context.Context, s *skiffSystem, client kubernetes.Interface, st apiStep, binDir string, timeout time.Duration, say func(string, ...any)) []APIResult {
+	fail := func(err error) []APIResult {
+		say("skiff: kwok check: %v", err)
+		return []APIResult{{System: APISkiff, Step: st.Name, Workload: "schedule-bound", Clients: 1, Variant: "kwok nodes",
+			Nodes: st.Nodes, Pods: st.Pods, Error: "kwok on skiff: " + err.Error()}}
+	}
+	for _, f := range []string{"kwok", "kwok-stages.yaml"} {
+		if _, err := os.Stat(filepath.Join(binDir, f)); err != nil {
+			return fail(fmt.Errorf("kwok is not built (%s missing; --peer k8s-reference builds it)", filepath.Join(binDir, f)))
+		}
+	}
+	logPath := filepath.Join(s.dir, "kwok.log")
+	say("skiff: kwok check: kwok against skiff's admin kubeconfig (log %s), %d kwok nodes", logPath, st.Nodes)
+	p, err := startKwok(binDir, s.Kubeconfig(), logPath)
+	if err != nil {
+		return fail(err)
+	}
+	defer p.stop(10 * time.Second)
+	if err := createKwokNodes(ctx, client, 0, st.Nodes); err != nil {
+		return fail(err)
+	}
+	if err := waitNodesReadyLabeled(ctx, client, "type=kwok", st.Nodes, 3*time.Minute, func(f string, a ...any) { say("skiff: kwok nodes: "+f, a...) }); err != nil {
+		if ended, _ := p.exited(); ended {
+			err = fmt.Errorf("%w; %v", err, p.failure())
+		}
+		return fail(err)
+	}
+	rows, err := runSchedule(ctx, client, scheduleSpec{system: APISkiff, step: st.Name, variant: "kwok nodes", ns: "bench-kwok",
+		nodes: st.Nodes, pods: st.Pods, nodeSelector: map[string]string{"type": "kwok"}, timeout: timeout}, say)
+	if err != nil && ctx.Err() == nil {
+		rows = append(rows, fail(err)...)
+	}
+	return rows
 }
 
 // watchClients gives each group of up to 100 watchers on an endpoint its own connection,

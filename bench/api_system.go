@@ -3,13 +3,17 @@ package bench
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/skiff-dev/skiff/cluster"
@@ -25,6 +29,8 @@ type apiSystem interface {
 	PIDs() []int
 	// Stop stops every process Start started.
 	Stop() error
+	// StartNodes brings up n simulated nodes: skiff's own hollow agents, or kwok nodes.
+	StartNodes(ctx context.Context, client kubernetes.Interface, n int) (nodeFleet, error)
 }
 
 // skiffSystem is three `skiff server` processes started with cluster.Up.
@@ -76,13 +82,102 @@ func (s *skiffSystem) PIDs() []int {
 	return out
 }
 
+// Kubeconfig is the cluster's admin kubeconfig (one context per server, the first current).
+func (s *skiffSystem) Kubeconfig() string {
+	if s.lc == nil {
+		return ""
+	}
+	return s.lc.Kubeconfig
+}
+
+// StartNodes runs n hollow node agents in one `skiff hollow-nodes` process, as `skiff bench
+// scheduler` does: each the real agent code (join, Lease every 10 s, node status, pod
+// watch, pod status) with simulated containers.
+func (s *skiffSystem) StartNodes(ctx context.Context, _ kubernetes.Interface, n int) (nodeFleet, error) {
+	if s.lc == nil {
+		return nil, fmt.Errorf("skiff: not started")
+	}
+	dir := s.lc.Dir
+	args := []string{"hollow-nodes", "--count", strconv.Itoa(n), "--token-file", filepath.Join(dir, "agent-token"),
+		"--data-dir", filepath.Join(dir, "hollow")}
+	for _, p := range s.lc.Processes {
+		if p.Role == "server" {
+			args = append(args, "--server", p.APIURL)
+		}
+	}
+	p := cluster.Process{Name: "hollow-nodes", Role: "agent", DataDir: filepath.Join(dir, "hollow"),
+		LogFile: filepath.Join(dir, "hollow-nodes.log"), Args: args}
+	if err := cluster.StartProcess(s.lc, &p); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(s.progress, "bench api: skiff: %d hollow nodes in one process (pid %d), log %s\n", n, p.PID, p.LogFile)
+	return fleetFunc{
+		alive: func() error {
+			if !pidAlive(p.PID) {
+				return fmt.Errorf("the hollow-nodes process exited (end of %s:\n%s)", p.LogFile, tail(p.LogFile, 10))
+			}
+			return nil
+		},
+		stop: func() { cluster.StopProcess(p.PID, 10*time.Second) },
+	}, nil
+}
+
+// pidAlive says whether pid runs (a zombie does not).
+func pidAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the command name in parentheses, which may hold spaces.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return false
+	}
+	return s[i+2] != 'Z' && s[i+2] != 'X'
+}
+
+// memAvailableMB is MemAvailable from /proc/meminfo.
+func memAvailableMB() (float64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024, err
+		}
+	}
+	return 0, fmt.Errorf("/proc/meminfo has no MemAvailable")
+}
+
+// Stop stops the servers and removes their data, keeping the logs (servers', hollow
+// nodes', kwok's) in <dir>-logs.
 func (s *skiffSystem) Stop() error {
 	if s.lc == nil {
 		if _, err := os.Stat(filepath.Join(s.dir, "cluster.json")); err != nil {
 			return nil
 		}
 	}
-	return cluster.Down(s.dir, true, s.progress)
+	err := cluster.Down(s.dir, false, io.Discard)
+	moveLogs(s.dir, s.dir+"-logs")
+	return errors.Join(err, cluster.Down(s.dir, true, io.Discard))
+}
+
+// moveLogs moves the *.log files in dir and its subdirectories to logDir.
+func moveLogs(dir, logDir string) {
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".log") {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, path)
+		dst := filepath.Join(logDir, strings.ReplaceAll(rel, string(filepath.Separator), "_"))
+		if os.MkdirAll(logDir, 0o755) == nil {
+			_ = os.Rename(path, dst)
+		}
+		return nil
+	})
 }
 
 // procMemMB reads VmRSS (now) and VmHWM (peak) of a process, in MB.

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -11,17 +12,38 @@ import (
 	"github.com/skiff-dev/skiff/bench"
 )
 
+// defaultK8sReference is ../shared/k8s-reference from the repository (or the working
+// directory), where the issue puts it.
+func defaultK8sReference() string {
+	for _, d := range []string{"../shared/k8s-reference", "/work/shared/k8s-reference"} {
+		if _, err := os.Stat(filepath.Join(d, "run.sh")); err == nil {
+			if abs, err := filepath.Abs(d); err == nil {
+				return abs
+			}
+		}
+	}
+	return "../shared/k8s-reference"
+}
+
 func newBenchAPICmd() *cobra.Command {
 	var o bench.APIOptions
 	cmd := &cobra.Command{
 		Use:   "api",
 		Short: "Benchmark the Kubernetes API of a fresh three-server skiff cluster through client-go",
-		Long: `Starts a fresh skiff cluster of three server processes (skiff up, no agents) under
---out, drives it through client-go with protobuf (ConfigMap create/get/update/delete with 1 and 64
-clients, LIST of 10,000 pods consistent / resourceVersion=0 / paginated by 500, watch fan-out
-with 100 and 1,000 watchers at 100 writes/s), sums the servers' RSS, and writes
-OUT/result.json and OUT/summary.md. Every process it starts is stopped when it ends.
---peer k8s-reference (upstream Kubernetes side by side) is not built yet.`,
+		Long: `Starts a fresh skiff cluster of three server processes (skiff up) under --out, with
+simulated nodes (one skiff hollow-nodes process), drives it through client-go with protobuf
+(ConfigMap create/get/update/delete with 1 and 64 clients, and paced at --paced-rate; LIST of
+10,000 pods consistent / resourceVersion=0 / paginated by 500; watch fan-out with 100 and 1,000
+watchers at 100 writes/s; pods through Deployments, create to bound and to Running), runs kwok
+(from the reference build) against it as a check, sums the servers' RSS, and stops it.
+With --peer k8s-reference it then does the same against upstream Kubernetes v1.32 (etcd,
+kube-apiserver, kube-controller-manager, kube-scheduler, kwok nodes) from
+--k8s-reference's run.sh, building it first with its build.sh if the binaries are missing
+from --k8s-work/bin (minutes). --scale small is one step of --nodes nodes and --sched-pods
+pods; --scale full steps through 100, 1,000 and 5,000 nodes with 30 pods per node, each
+system afresh per step, and stops a system's steps when it falls over or memory runs out.
+Writes OUT/result.json, OUT/summary.md (side by side, ratio skiff/upstream) and SVG charts.
+Every process it starts is stopped when it ends.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			exe, err := os.Executable()
@@ -36,14 +58,24 @@ OUT/result.json and OUT/summary.md. Every process it starts is stopped when it e
 				if werr := rep.WriteTable(cmd.OutOrStdout()); werr != nil && err == nil {
 					err = werr
 				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "bench api: wrote %s/result.json and %s/summary.md\n", o.Out, o.Out)
+				fmt.Fprintf(cmd.ErrOrStderr(), "bench api: wrote %s/result.json, %s/summary.md and SVG charts\n", o.Out, o.Out)
 			}
 			return err
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&o.Out, "out", "bench-api", "directory for result.json, summary.md and the clusters' data")
-	fl.StringVar(&o.Peer, "peer", "none", "the system to compare with: none (k8s-reference: not yet)")
+	fl.StringVar(&o.Peer, "peer", "none", "the system to compare with: none or k8s-reference (upstream Kubernetes)")
+	fl.StringVar(&o.Scale, "scale", "small", "small (one step: --nodes, --sched-pods) or full (100, 1,000, 5,000 nodes; 30 pods per node)")
+	fl.IntVar(&o.Nodes, "nodes", 100, "simulated nodes of the small step")
+	fl.IntVar(&o.SchedPods, "sched-pods", 3000, "pods scheduled through Deployments in the small step")
+	fl.IntVar(&o.MaxNodes, "max-nodes", 0, "--scale full: end after the step of this many nodes (0: every step)")
+	fl.DurationVar(&o.ScheduleTimeout, "schedule-timeout", 5*time.Minute, "bound on each scheduling run (at least pods/50 seconds)")
+	fl.DurationVar(&o.NodesTimeout, "nodes-timeout", 5*time.Minute, "wait for the simulated nodes to be Ready")
+	fl.StringVar(&o.K8sReference, "k8s-reference", defaultK8sReference(), "directory of the reference's build.sh and run.sh")
+	fl.StringVar(&o.K8sWork, "k8s-work", filepath.Join(os.TempDir(), "k8s-reference"), "the reference's build WORK: binaries in its bin/")
+	fl.IntVar(&o.UpstreamEtcd, "upstream-etcd-members", 1, "etcd members of the reference (1 as kubeadm's single control plane, or 3)")
+	fl.Float64Var(&o.MinMemMB, "min-mem-mb", 512, "stop a step when the machine's MemAvailable falls below this")
 	fl.DurationVar(&o.Duration, "duration", 10*time.Second, "measured time of each ConfigMap phase and of each watch step")
 	fl.IntVar(&o.Pods, "pods", 10000, "pods in the listed namespace")
 	fl.IntSliceVar(&o.Watchers, "watchers", []int{100, 1000}, "watcher counts of the fan-out steps")

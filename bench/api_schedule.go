@@ -1,0 +1,213 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// nodeFleet is a running node simulator: skiff's hollow-nodes process, or kwok.
+type nodeFleet interface {
+	Alive() error // nil while it runs
+	Stop()
+}
+
+// fleetFunc is a nodeFleet from two functions; nil ones do nothing.
+type fleetFunc struct {
+	alive func() error
+	stop  func()
+}
+
+func (f fleetFunc) Alive() error {
+	if f.alive == nil {
+		return nil
+	}
+	return f.alive()
+}
+
+func (f fleetFunc) Stop() {
+	if f.stop != nil {
+		f.stop()
+	}
+}
+
+// podTimes notes when each pod was first seen, first seen bound and first seen Running.
+type podTimes struct {
+	mu                      sync.Mutex
+	created, bound, running map[types.UID]time.Time
+}
+
+func newPodTimes() *podTimes {
+	return &podTimes{created: map[types.UID]time.Time{}, bound: map[types.UID]time.Time{}, running: map[types.UID]time.Time{}}
+}
+
+func (r *podTimes) observe(p *corev1.Pod) {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.created[p.UID]; !ok {
+		r.created[p.UID] = now
+	}
+	if _, ok := r.bound[p.UID]; !ok && p.Spec.NodeName != "" {
+		r.bound[p.UID] = now
+	}
+	if _, ok := r.running[p.UID]; !ok && p.Status.Phase == corev1.PodRunning {
+		r.running[p.UID] = now
+	}
+}
+
+func (r *podTimes) counts() (created, bound, running int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.created), len(r.bound), len(r.running)
+}
+
+// scheduleRow turns the times of one transition (bound, or Running) into a row: ops/s is
+// pods that made it over the time from the Deployments' creation (start) to the last one,
+// so it includes the controllers creating the pods; the latencies are per pod, from its
+// creation to the transition, both as seen by one watch. Fewer than want pods is an error
+// that keeps the figures of those that made it.
+func scheduleRow(system, step, workload, variant string, nodes, want int, start time.Time, created, done map[types.UID]time.Time, waited time.Duration) APIResult {
+	row := APIResult{System: system, Step: step, Workload: workload, Clients: 1, Variant: variant, Nodes: nodes, Pods: want, Ops: len(done)}
+	var last time.Time
+	lat := make([]time.Duration, 0, len(done))
+	for uid, t := range done {
+		if t.After(last) {
+			last = t
+		}
+		if c, ok := created[uid]; ok {
+			lat = append(lat, t.Sub(c))
+		}
+	}
+	if len(done) > 0 {
+		s := Summarize(lat, 0, last.Sub(start))
+		s.OpsPerSec = float64(len(done)) / last.Sub(start).Seconds()
+		r := apiRow(system, step, workload, 1, s, true)
+		row.OpsPerSec, row.P50, row.P99, row.P999 = r.OpsPerSec, r.P50, r.P99, r.P999
+	}
+	row.Note = fmt.Sprintf("%d nodes, %d pods by Deployments; ops/s from the Deployments' creation, latency from each pod's", nodes, want)
+	if len(done) < want {
+		row.Errors = want - len(done)
+		row.Error = fmt.Sprintf("%d of %d pods after %s", len(done), want, waited.Round(time.Second))
+	}
+	return row
+}
+
+// scheduleSpec is one scheduling run: pods through Deployments of 1,000 replicas at most,
+// in their own namespace, onto nodes matching nodeSelector (none: any).
+type scheduleSpec struct {
+	system, step, variant, ns string
+	nodes, pods               int
+	nodeSelector              map[string]string
+	timeout                   time.Duration
+}
+
+// runSchedule creates the Deployments at once and waits until every pod is bound and
+// Running or the timeout passes; it returns the schedule-bound and schedule-running rows.
+func runSchedule(ctx context.Context, client kubernetes.Interface, sp scheduleSpec, say func(string, ...any)) ([]APIResult, error) {
+	if err := ensureNamespace(ctx, client, sp.ns); err != nil {
+		return nil, err
+	}
+	rec := newPodTimes()
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(sp.ns))
+	inf := factory.Core().V1().Pods().Informer()
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { rec.observe(obj.(*corev1.Pod)) },
+		UpdateFunc: func(_, obj any) { rec.observe(obj.(*corev1.Pod)) },
+	}); err != nil {
+		return nil, err
+	}
+	stop := make(chan struct{})
+	defer func() { close(stop); factory.Shutdown() }()
+	factory.Start(stop)
+	if !cache.WaitForCacheSync(stop, inf.HasSynced) {
+		return nil, fmt.Errorf("pod informer in %s did not sync", sp.ns)
+	}
+	deployments := max(1, (sp.pods+999)/1000)
+	say("%s: %d pods through %d Deployments onto %d %s", sp.system, sp.pods, deployments, sp.nodes, sp.variant)
+	start := time.Now()
+	for i := range deployments {
+		replicas := int32(sp.pods / deployments)
+		if i < sp.pods%deployments {
+			replicas++
+		}
+		d := benchDeployment(fmt.Sprintf("sched-%d", i), replicas)
+		d.Spec.Template.Spec.NodeSelector = sp.nodeSelector
+		if _, err := client.AppsV1().Deployments(sp.ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+			return nil, fmt.Errorf("create Deployment: %w", err)
+		}
+	}
+	deadline := time.NewTimer(sp.timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	var stopped error
+wait:
+	for {
+		c, b, r := rec.counts()
+		if b >= sp.pods && r >= sp.pods {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			stopped = context.Cause(ctx)
+			break wait
+		case <-deadline.C:
+			break wait
+		case <-tick.C:
+			say("%s: %5.0fs: %d created, %d bound, %d Running", sp.system, time.Since(start).Seconds(), c, b, r)
+		}
+	}
+	waited := time.Since(start)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	rows := []APIResult{
+		scheduleRow(sp.system, sp.step, "schedule-bound", sp.variant, sp.nodes, sp.pods, start, rec.created, rec.bound, waited),
+		scheduleRow(sp.system, sp.step, "schedule-running", sp.variant, sp.nodes, sp.pods, start, rec.created, rec.running, waited),
+	}
+	return rows, stopped
+}
+
+// waitNodesReadyLabeled waits until want nodes matching selector are Ready.
+func waitNodesReadyLabeled(ctx context.Context, client kubernetes.Interface, selector string, want int, timeout time.Duration, say func(string, ...any)) error {
+	deadline := time.Now().Add(timeout)
+	last := time.Now()
+	for {
+		nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{ResourceVersion: "0", LabelSelector: selector})
+		ready := 0
+		if err == nil {
+			for _, n := range nodes.Items {
+				if slices.ContainsFunc(n.Status.Conditions, func(c corev1.NodeCondition) bool {
+					return c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue
+				}) {
+					ready++
+				}
+			}
+		}
+		if ready >= want {
+			say("%d nodes Ready", ready)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d nodes Ready after %s (last error: %v)", ready, want, timeout, err)
+		}
+		if time.Since(last) > 10*time.Second {
+			say("%d of %d nodes Ready", ready, want)
+			last = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(time.Second):
+		}
+	}
+}
