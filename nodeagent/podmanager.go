@@ -3,6 +3,7 @@ package nodeagent
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,12 +51,32 @@ func newPodManager(a *Agent) *podManager {
 	return m
 }
 
-// setNode records the latest Node object (podCIDR, addresses) seen.
+// setNode records the latest Node object (podCIDR, addresses) seen. Several goroutines
+// report the Node (registration, status updates, the node informer) and may do so out of
+// order: an older object never replaces a newer one, or the pod CIDR node IPAM set just
+// after registration could be lost until the next status update, minutes later.
 func (m *podManager) setNode(n *corev1.Node) {
 	if n == nil {
 		return
 	}
-	m.node.Store(n.DeepCopy())
+	n = n.DeepCopy()
+	for {
+		cur := m.node.Load()
+		if cur != nil && cur.UID == n.UID && olderRV(n.ResourceVersion, cur.ResourceVersion) {
+			return
+		}
+		if m.node.CompareAndSwap(cur, n) {
+			return
+		}
+	}
+}
+
+// olderRV reports whether resourceVersion a is older than b. Skiff's resourceVersions are
+// store revisions, integers that only grow; anything else is not compared.
+func olderRV(a, b string) bool {
+	x, err1 := strconv.ParseInt(a, 10, 64)
+	y, err2 := strconv.ParseInt(b, 10, 64)
+	return err1 == nil && err2 == nil && x < y
 }
 
 // run watches the node's pods and keeps a worker for each until ctx ends.
