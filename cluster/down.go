@@ -2,9 +2,12 @@ package cluster
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -37,7 +40,7 @@ func Down(dir string, purge bool, progress io.Writer) error {
 		// agent of the same name of another cluster on this machine (skiff up names agents
 		// agent-1, agent-2, ...), whose containers must not be killed.
 		if p.Role == "agent" && !slices.Contains(p.Args, "hollow") {
-			if n, err := killCgroups(agentCgroupDirs(p.Name)); err != nil {
+			if n, err := killCgroups(agentCgroupDirs(p)); err != nil {
 				return err
 			} else if n > 0 {
 				fmt.Fprintf(progress, "stopped %d container process(es) of %s\n", n, p.Name)
@@ -99,10 +102,26 @@ func unmountUnder(dir string) error {
 	return nil
 }
 
-// agentCgroupDirs are the agent's cgroup trees, one per cgroup v1 hierarchy (the runtime puts
-// its containers below skiff/<node>).
-func agentCgroupDirs(node string) []string {
-	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", "skiff", node))
+// agentCgroupRoot is the cgroup a local cluster's agent puts its pods below: under the
+// cluster's own name (a hash of its directory), since two clusters on one machine both have
+// an agent-1 and `skiff down` of one must not kill the other's containers.
+func agentCgroupRoot(dir, node string) string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		abs = dir
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return path.Join("skiff", hex.EncodeToString(sum[:4]), node)
+}
+
+// agentCgroupDirs are the agent's cgroup trees, one per cgroup v1 hierarchy: below its
+// --cgroup-root, or skiff/<node> for a cluster made before that flag.
+func agentCgroupDirs(p Process) []string {
+	root := path.Join("skiff", p.Name)
+	if i := slices.Index(p.Args, "--cgroup-root"); i >= 0 && i+1 < len(p.Args) {
+		root = p.Args[i+1]
+	}
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", root))
 	return dirs
 }
 
@@ -132,6 +151,15 @@ func killCgroups(roots []string) (int, error) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
+	defer func() {
+		for _, r := range roots {
+			// The cluster's level above the agent's (skiff/<cluster>) goes with its last
+			// agent; while another agent of the cluster is in it, rmdir refuses.
+			if parent := filepath.Dir(r); filepath.Base(filepath.Dir(parent)) == "skiff" {
+				_ = syscall.Rmdir(parent)
+			}
+		}
+	}()
 	var err error
 	for try := 0; try < 50; try++ { // a killed process leaves its cgroup a moment later
 		err = nil

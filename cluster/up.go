@@ -279,7 +279,8 @@ func planLocalCluster(dir string, cfg UpConfig) (*LocalCluster, error) {
 		p.Args = []string{"agent", "--name", name, "--data-dir", p.DataDir,
 			"--kubeconfig", filepath.Join(p.DataDir, "kubeconfig"), "--runtime", cfg.Runtime,
 			"--listen", fmt.Sprintf("%s:%d", host, ports[0]), "--node-ip", host,
-			"--token-file", filepath.Join(dir, agentTokenFile), "--gossip-addr", fmt.Sprintf("%s:%d", host, ports[1])}
+			"--token-file", filepath.Join(dir, agentTokenFile), "--gossip-addr", fmt.Sprintf("%s:%d", host, ports[1]),
+			"--cgroup-root", agentCgroupRoot(dir, name)}
 		for _, g := range gossips {
 			p.Args = append(p.Args, "--join", g)
 		}

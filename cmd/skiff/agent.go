@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -37,6 +38,7 @@ func newAgentCmd() *cobra.Command {
 		kubeconfig   string
 		dataDir      string
 		runtimeName  string
+		cgroupRoot   string
 		nodeIP       string
 		testImageBin string
 		logLevel     string
@@ -118,7 +120,7 @@ func newAgentCmd() *cobra.Command {
 				}
 				lc, err := runtime.NewLibcontainer(runtime.Config{
 					Root:       filepath.Join(cfg.DataDir, "runtime"),
-					CgroupRoot: "skiff/" + cfg.NodeName, // several agents may share a machine
+					CgroupRoot: cmp.Or(cgroupRoot, "skiff/"+cfg.NodeName),
 					Logger:     cfg.Logger,
 				})
 				if err != nil {
@@ -156,6 +158,7 @@ func newAgentCmd() *cobra.Command {
 	f.StringSliceVar(&join, "join", nil, "a server's gossip address (repeatable); the join answer and earlier runs add more")
 	f.StringVar(&dataDir, "data-dir", "/var/lib/skiff", "data directory (agent/ holds images, containers, pod logs)")
 	f.StringVar(&runtimeName, "runtime", "libcontainer", "libcontainer, or hollow to simulate a node")
+	f.StringVar(&cgroupRoot, "cgroup-root", "", "the cgroup every pod goes below (default skiff/<name>: several agents may share a machine)")
 	f.StringVar(&cfg.ListenAddr, "listen", ":10250", "address of the agent's HTTPS endpoint (logs, exec)")
 	f.StringVar(&nodeIP, "node-ip", "", "the node's InternalIP (default: the address of the default route's interface)")
 	f.StringVar(&cfg.PodCIDR, "pod-cidr", "", "this node's pod CIDR, when no allocator sets spec.podCIDR")
