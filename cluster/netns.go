@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 )
@@ -53,22 +54,48 @@ func ip(args ...string) error {
 	return nil
 }
 
-// ensureBridge creates the host bridge with its address, if missing.
+// ensureBridge creates the host bridge with its address, if missing, and lets the nodes
+// reach beyond this machine as hosts of a real network would: forwarded and masqueraded
+// behind the host's address (without that, an agent's DNS forwarding to the host's
+// resolvers got no answer).
 func (p netnsPlan) ensureBridge() error {
-	if ip("link", "show", p.Bridge) == nil {
+	if ip("link", "show", p.Bridge) != nil {
+		for _, a := range [][]string{
+			{"link", "add", p.Bridge, "type", "bridge"},
+			{"addr", "add", p.HostIP + "/24", "dev", p.Bridge},
+			{"link", "set", p.Bridge, "up"},
+		} {
+			if err := ip(a...); err != nil {
+				return err
+			}
+		}
+	}
+	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
+		return fmt.Errorf("enable ip forwarding: %w", err)
+	}
+	// A table of this cluster's own, replaced whole; nft missing: the nodes stay local.
+	if _, err := exec.LookPath("nft"); err != nil {
 		return nil
 	}
-	for _, a := range [][]string{
-		{"link", "add", p.Bridge, "type", "bridge"},
-		{"addr", "add", p.HostIP + "/24", "dev", p.Bridge},
-		{"link", "set", p.Bridge, "up"},
-	} {
-		if err := ip(a...); err != nil {
-			return err
-		}
+	rules := fmt.Sprintf(`table ip %[1]s
+delete table ip %[1]s
+table ip %[1]s {
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr %[2]s oifname != %[3]q masquerade
+	}
+}
+`, p.natTable(), p.Subnet, p.Bridge)
+	cmd := exec.Command("nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("nft: masquerade for %s: %v: %s", p.Subnet, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
+
+// natTable is the host's nftables table that masquerades the nodes' traffic.
+func (p netnsPlan) natTable() string { return "skiff-" + p.Bridge }
 
 // ensureNode creates a node's namespace with a veth to the bridge and its address, if
 // missing.
@@ -105,6 +132,7 @@ func removeNetns(lc *LocalCluster) {
 		}
 	}
 	_ = ip("link", "del", lc.Netns.Bridge)
+	_ = exec.Command("nft", "delete", "table", "ip", lc.Netns.natTable()).Run()
 }
 
 // SetLinkUp cuts a node off from the others (false) or reconnects it (true) by taking the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,9 +24,13 @@ import (
 // is the test's own) over three serve pods on both nodes is reached by name
 // from a client pod, through the agent's cluster DNS and nftables DNAT, and
 // every backend answers; a pod reaches the API at kubernetes.default.svc
-// with its service account; a headless Service resolves to the pods; NodePort
+// with its service account, and lists pods with its token only once a
+// RoleBinding allows it; a headless Service resolves to the pods; a name
+// outside the cluster resolves through the node's resolvers; NodePort
 // answers on every node's address, also while an agent is killed with -9
-// and after it restarts; the deleted Services leave no rule on any node.
+// and after it restarts; a Deployment behind kubectl expose follows
+// readiness and scale (deploymentBehindExpose); the deleted Services leave
+// no rule on any node.
 func TestNodeProxyAndDNSReachServiceBackendsAcrossNodes(t *testing.T) {
 	needsRoot(t)
 	if _, err := exec.LookPath("nft"); err != nil {
@@ -45,6 +50,7 @@ func TestNodeProxyAndDNSReachServiceBackendsAcrossNodes(t *testing.T) {
 		t.Fatalf("up: %v\n%s%s", err, log.String(), serverLogs(lc))
 	}
 	ctxName := lc.Processes[0].Name
+	t.Cleanup(func() { servicesDiagnostics(t, lc, ctxName) }) // before Down
 	apply := func(name, yaml string) {
 		t.Helper()
 		f := filepath.Join(t.TempDir(), name+".yaml")
@@ -95,34 +101,45 @@ ports: [{name: http, port: 8080, protocol: TCP}]
 endpoints:
 `+eps.String())
 
-	// runPod runs a testimage command to completion on a node, again until
-	// check accepts its output (rules and DNS may be a moment behind).
+	// clientPod runs a testimage command to completion on a node, as the
+	// service account sa ("" for default), and returns its phase and logs.
 	attempt := 0
-	runPod := func(node string, check func(logs string) error, args ...string) {
+	clientPod := func(node, sa string, args ...string) (phase, logs string) {
 		t.Helper()
-		eventually(t, 40*time.Second, func() error {
-			attempt++
-			name := fmt.Sprintf("client-%d", attempt)
-			apply(name, fmt.Sprintf(`apiVersion: v1
+		attempt++
+		name := fmt.Sprintf("client-%d", attempt)
+		if sa == "" {
+			sa = "default"
+		}
+		apply(name, fmt.Sprintf(`apiVersion: v1
 kind: Pod
 metadata: {name: %s}
 spec:
   nodeName: %s
+  serviceAccountName: %s
   restartPolicy: Never
   containers:
   - {name: c, image: skiff.local/testimage:latest, args: [%s]}
-`, name, node, strings.Join(args, ", ")))
-			var phase string
-			for range 80 {
-				phase, _ = kubectl(t, lc, ctxName, "get", "pod", name, "-o", "jsonpath={.status.phase}")
-				if phase == "Succeeded" || phase == "Failed" {
-					break
-				}
-				time.Sleep(250 * time.Millisecond)
+`, name, node, sa, strings.Join(args, ", ")))
+		deadline := time.Now().Add(40 * time.Second)
+		for time.Now().Before(deadline) {
+			phase, _ = kubectl(t, lc, ctxName, "get", "pod", name, "-o", "jsonpath={.status.phase}")
+			if phase == "Succeeded" || phase == "Failed" {
+				break
 			}
-			logs, _ := kubectl(t, lc, ctxName, "logs", name)
+			time.Sleep(250 * time.Millisecond)
+		}
+		logs, _ = kubectl(t, lc, ctxName, "logs", name)
+		return phase, logs
+	}
+	// runPod runs a client pod again until it succeeds and check accepts its
+	// output (rules and DNS may be a moment behind).
+	runPod := func(node string, check func(logs string) error, args ...string) {
+		t.Helper()
+		eventually(t, 60*time.Second, func() error {
+			phase, logs := clientPod(node, "", args...)
 			if phase != "Succeeded" {
-				return fmt.Errorf("client %s %v: %s\n%s", name, args, phase, logs)
+				return fmt.Errorf("client %v: %s\n%s", args, phase, logs)
 			}
 			return check(logs)
 		})
@@ -171,6 +188,23 @@ endpoints:
 		return nil
 	}, "resolve", "web-headless")
 
+	// A name outside the cluster is forwarded to the node's resolvers (the
+	// host's, reached through the namespaces' masquerade), where the host
+	// resolves it at all.
+	const outside = "proxy.golang.org"
+	if _, err := net.LookupHost(outside); err != nil {
+		t.Logf("not checking DNS forwarding: this host does not resolve %s: %v", outside, err)
+	} else {
+		runPod("agent-2", func(logs string) error {
+			for _, l := range strings.Fields(logs) {
+				if net.ParseIP(l) == nil {
+					return fmt.Errorf("resolve %s: %q", outside, logs)
+				}
+			}
+			return nil
+		}, "resolve", outside)
+	}
+
 	// NodePort answers on every node's address, from outside the pods.
 	mustKubectl(t, lc, ctxName, "patch", "service", "web", "-p",
 		`{"spec":{"type":"NodePort","ports":[{"name":"http","port":80,"targetPort":8080,"nodePort":30777}]}}`)
@@ -203,9 +237,33 @@ endpoints:
 	runPod("agent-2", allBackends, "get", "--count", `"30"`, "http://web.default.svc.cluster.local/hostname")
 	nodePortAnswers()
 
+	// A pod lists pods through the kubernetes Service with its service
+	// account's token: forbidden (403) until a RoleBinding allows it.
+	mustKubectl(t, lc, ctxName, "create", "serviceaccount", "lister")
+	mustKubectl(t, lc, ctxName, "create", "role", "pod-reader", "--verb=list", "--resource=pods")
+	listPods := []string{"get", "--sa", "https://kubernetes.default.svc/api/v1/namespaces/default/pods"}
+	eventually(t, 60*time.Second, func() error {
+		phase, logs := clientPod("agent-1", "lister", listPods...)
+		if phase != "Failed" || !strings.Contains(logs, "403") {
+			return fmt.Errorf("list pods without a RoleBinding: %s, want Failed with 403:\n%s", phase, logs)
+		}
+		return nil
+	})
+	mustKubectl(t, lc, ctxName, "create", "rolebinding", "lister-pods", "--role=pod-reader", "--serviceaccount=default:lister")
+	eventually(t, 60*time.Second, func() error {
+		phase, logs := clientPod("agent-2", "lister", listPods...)
+		if phase != "Succeeded" || !strings.Contains(logs, `"PodList"`) {
+			return fmt.Errorf("list pods with a RoleBinding: %s\n%s", phase, logs)
+		}
+		return nil
+	})
+
+	deploymentBehindExpose(t, lc, ctxName, apply, runPod)
+
 	mustKubectl(t, lc, ctxName, "delete", "service", "web")
 	mustKubectl(t, lc, ctxName, "delete", "endpointslice", "web-hand")
 	mustKubectl(t, lc, ctxName, "delete", "service", "web-headless")
+	mustKubectl(t, lc, ctxName, "delete", "service", "web2")
 	for _, p := range lc.Processes {
 		if p.Role != "agent" {
 			continue
@@ -215,7 +273,8 @@ endpoints:
 			if err != nil {
 				return fmt.Errorf("%s: nft list table: %v\n%s", p.Name, err, out)
 			}
-			if strings.Contains(string(out), "10.96.77.77") || strings.Contains(string(out), "default/web/") || strings.Contains(string(out), "30777") {
+			if strings.Contains(string(out), "10.96.77.77") || strings.Contains(string(out), "default/web/") ||
+				strings.Contains(string(out), "default/web2/") || strings.Contains(string(out), "30777") {
 				return fmt.Errorf("%s keeps rules of the deleted Service:\n%s", p.Name, out)
 			}
 			return nil
