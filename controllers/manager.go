@@ -104,7 +104,10 @@ func (m *Manager) Run(ctx context.Context) error {
 	defer cancel()
 
 	factory := informers.NewSharedInformerFactory(m.client, 0)
-	events := record.NewBroadcaster(record.WithContext(ctx))
+	// The broadcaster outlives ctx: controllers still finishing a reconcile when leadership
+	// ends record their events into it, and the deferred Shutdown flushes it after they
+	// have all returned (stopped with ctx, it refused them: "broadcaster already stopped").
+	events := record.NewBroadcaster(record.WithContext(context.WithoutCancel(ctx)))
 	defer events.Shutdown()
 	events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: m.client.CoreV1().Events("")})
 
