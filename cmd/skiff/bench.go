@@ -21,6 +21,7 @@ func newBenchCmd() *cobra.Command {
 	cmd.AddCommand(newBenchAPICmd())
 	cmd.AddCommand(newBenchSchedulerCmd())
 	cmd.AddCommand(newBenchPodsCmd())
+	cmd.AddCommand(newBenchServicesCmd())
 	return cmd
 }
 
