@@ -48,9 +48,11 @@ func (e *OpError) Error() string {
 
 func (e *OpError) Unwrap() error { return e.Err }
 
-// errorCode and codeError carry sentinels across the forwarding connection.
+// errorCode and codeError carry sentinels across the forwarding connection. Codes are
+// only ever appended, so servers of two versions still agree on the old ones.
 var errorCodes = []error{
 	nil, ErrNotFound, ErrKeyExists, ErrConflict, ErrCompacted, ErrNotLeader, ErrNoLeader,
+	ErrInvalid, ErrTooLarge, ErrWatcherSlow, ErrClosed, ErrIndeterminate, ErrCorruptEntry,
 }
 
 func errorCode(err error) uint8 {
