@@ -42,6 +42,8 @@ type APIOptions struct {
 	// WORK its build.sh builds into ($K8sWork/bin). UpstreamEtcd is its etcd members.
 	K8sReference, K8sWork string
 	UpstreamEtcd          int
+	// RaftHeartbeat, if set, restarts skiff's servers with --raft-heartbeat-timeout.
+	RaftHeartbeat time.Duration
 	// MinMemMB stops a step when the machine's MemAvailable falls below it.
 	MinMemMB float64
 	Command  string // recorded in the report
@@ -176,7 +178,8 @@ func RunAPI(ctx context.Context, o APIOptions) (*APIReport, error) {
 	fell := map[string]string{} // system -> why it stopped
 	for _, st := range steps {
 		var systems []apiSystem
-		systems = append(systems, &skiffSystem{dir: filepath.Join(o.Out, "skiff-"+st.Name), binary: o.Binary, progress: o.Progress})
+		systems = append(systems, &skiffSystem{dir: filepath.Join(o.Out, "skiff-"+st.Name), binary: o.Binary,
+			raftHeartbeat: o.RaftHeartbeat, progress: o.Progress})
 		if o.Peer == "k8s-reference" {
 			systems = append(systems, &upstreamSystem{refDir: o.K8sReference, buildWork: o.K8sWork,
 				work: filepath.Join(o.Out, "upstream-"+st.Name), etcdMembers: o.UpstreamEtcd, progress: o.Progress})

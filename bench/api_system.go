@@ -36,8 +36,12 @@ type apiSystem interface {
 // skiffSystem is three `skiff server` processes started with cluster.Up.
 type skiffSystem struct {
 	dir, binary string
-	progress    io.Writer
-	lc          *cluster.LocalCluster
+	// raftHeartbeat, if set, restarts the servers with --raft-heartbeat-timeout (as `skiff
+	// bench scheduler` can): the default 400 ms (lease 300 ms) loses leadership on a machine
+	// starved of CPU, and each loss restarts the controllers.
+	raftHeartbeat time.Duration
+	progress      io.Writer
+	lc            *cluster.LocalCluster
 }
 
 func (s *skiffSystem) Name() string { return "skiff" }
@@ -51,6 +55,11 @@ func (s *skiffSystem) Start(ctx context.Context) ([]*rest.Config, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("skiff up: %w", err)
+	}
+	if s.raftHeartbeat > 0 {
+		if err := s.restartServers(ctx, "--raft-heartbeat-timeout", s.raftHeartbeat.String()); err != nil {
+			return nil, err
+		}
 	}
 	var cfgs []*rest.Config
 	for _, p := range lc.Processes {
@@ -80,6 +89,33 @@ func (s *skiffSystem) PIDs() []int {
 		}
 	}
 	return out
+}
+
+// restartServers restarts every server with extra arguments and waits for a leader. The
+// new pids live in s.lc only (cluster.json keeps the old ones), so Stop stops them first.
+func (s *skiffSystem) restartServers(ctx context.Context, args ...string) error {
+	fmt.Fprintf(s.progress, "bench api: skiff: restarting the servers with %s\n", strings.Join(args, " "))
+	var servers []cluster.Process
+	for i := range s.lc.Processes {
+		p := &s.lc.Processes[i]
+		if p.Role != "server" {
+			continue
+		}
+		cluster.StopProcess(p.PID, 10*time.Second)
+		p.Args = append(p.Args, args...)
+		if err := cluster.StartProcess(s.lc, p); err != nil {
+			return err
+		}
+		servers = append(servers, *p)
+	}
+	for wait := time.Now(); ; time.Sleep(time.Second) {
+		if st := serverStatus(ctx, s.lc, servers); st.Leader != "" {
+			return nil
+		}
+		if time.Since(wait) > time.Minute || ctx.Err() != nil {
+			return fmt.Errorf("skiff: the restarted servers have no leader after a minute")
+		}
+	}
 }
 
 // Kubeconfig is the cluster's admin kubeconfig (one context per server, the first current).
@@ -158,6 +194,13 @@ func (s *skiffSystem) Stop() error {
 	if s.lc == nil {
 		if _, err := os.Stat(filepath.Join(s.dir, "cluster.json")); err != nil {
 			return nil
+		}
+	}
+	if s.lc != nil {
+		for _, p := range s.lc.Processes {
+			if p.Role == "server" {
+				cluster.StopProcess(p.PID, 20*time.Second) // restarted servers' pids are not in cluster.json
+			}
 		}
 	}
 	err := cluster.Down(s.dir, false, io.Discard)

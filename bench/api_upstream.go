@@ -261,8 +261,16 @@ func createKwokNodes(ctx context.Context, client kubernetes.Interface, from, to 
 				if errs[w] != nil {
 					continue
 				}
-				_, err := client.CoreV1().Nodes().Create(ctx, kwokNode(fmt.Sprintf("kwok-node-%d", i)), metav1.CreateOptions{})
-				if err != nil && !strings.Contains(err.Error(), "already exists") {
+				var err error
+				for try := 0; try < 5 && ctx.Err() == nil; try++ { // a busy server may time out
+					_, err = client.CoreV1().Nodes().Create(ctx, kwokNode(fmt.Sprintf("kwok-node-%d", i)), metav1.CreateOptions{})
+					if err == nil || strings.Contains(err.Error(), "already exists") {
+						err = nil
+						break
+					}
+					time.Sleep(time.Second)
+				}
+				if err != nil {
 					errs[w] = fmt.Errorf("create node kwok-node-%d: %w", i, err)
 				}
 			}
