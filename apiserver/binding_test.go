@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -35,6 +36,11 @@ func TestBindingAssignsAPodOnce(t *testing.T) {
 	got, err := pods.Get(ctx, "p", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// As kube-apiserver's binding, which writes the pod in storage directly: the pod's
+	// managedFields are the creator's only.
+	if !apiequality.Semantic.DeepEqual(got.ManagedFields, p.ManagedFields) {
+		t.Errorf("binding changed managedFields: %+v, was %+v", got.ManagedFields, p.ManagedFields)
 	}
 	scheduled := false
 	for _, c := range got.Status.Conditions {

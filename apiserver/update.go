@@ -129,7 +129,10 @@ func (s *Server) update(ctx context.Context, q *request, wo writeOptions, fn upd
 			}
 			return nil, false, invalid(q.rs, q.ri.Name, errs)
 		}
-		if !wo.applied {
+		if !wo.applied && q.ri.Subresource != "binding" {
+			// pods/binding writes the pod in storage directly, as kube-apiserver's
+			// BindingREST does: the pod's managedFields do not change (and the
+			// field manager's typed diff was most of a bind's CPU).
 			obj = s.manageFields(q, old, obj, wo.fieldManager)
 		}
 		setRV(obj, rev)
