@@ -37,11 +37,14 @@ func TestLoopbackClusterPodReachesAPIThroughKubernetesService(t *testing.T) {
 		t.Fatalf("up: %v\n%s%s", err, log.String(), serverLogs(lc))
 	}
 	ctxName := lc.Processes[0].Name
-	eps := mustKubectl(t, lc, ctxName, "get", "endpointslices", "-l", "kubernetes.io/service-name=kubernetes",
-		"-o", "jsonpath={.items[*].endpoints[*].addresses[0]}")
-	if !strings.HasPrefix(eps, "127.") {
-		t.Fatalf("kubernetes Service endpoints %q, want loopback addresses", eps)
-	}
+	eventually(t, 30*time.Second, func() error {
+		eps, err := kubectl(t, lc, ctxName, "get", "endpointslices", "-l", "kubernetes.io/service-name=kubernetes",
+			"-o", "jsonpath={.items[*].endpoints[*].addresses[0]}")
+		if err != nil || !strings.HasPrefix(eps, "127.") {
+			return fmt.Errorf("kubernetes Service endpoints %q (%v), want loopback addresses", eps, err)
+		}
+		return nil
+	})
 	attempt := 0
 	eventually(t, 90*time.Second, func() error {
 		attempt++
