@@ -37,9 +37,15 @@ func (s *Server) admitServiceAccount(ctx context.Context, q *request, obj runtim
 		pod.Spec.ServiceAccountName = defaultSAAccount
 	}
 	pod.Spec.DeprecatedServiceAccount = pod.Spec.ServiceAccountName
-	o, _, err := s.objs.get(ctx, s.reg.lookup("", "v1", "serviceaccounts"), pod.Namespace, pod.Spec.ServiceAccountName, true)
+	sas := s.reg.lookup("", "v1", "serviceaccounts")
+	o, _, err := s.objs.get(ctx, sas, pod.Namespace, pod.Spec.ServiceAccountName, true)
 	if err != nil {
-		return
+		// Not in this server's replica yet (created a moment ago through the leader, as
+		// kube-apiserver's informer may lag): look it up linearizably, as its admission
+		// plugin falls back to a live lookup.
+		if o, _, err = s.objs.get(ctx, sas, pod.Namespace, pod.Spec.ServiceAccountName, false); err != nil {
+			return
+		}
 	}
 	automount := true
 	if a := o.(*corev1.ServiceAccount).AutomountServiceAccountToken; a != nil {
