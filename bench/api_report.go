@@ -361,5 +361,5 @@ func (r APIResult) cells() []string {
 		note = "error: " + r.Error
 	}
 	return []string{r.System, r.Step, r.Workload, fmt.Sprint(r.Clients), r.Variant, num(r.OpsPerSec, 0),
-		num(r.P50, 1), num(r.P99, 1), num(r.P999, 1), num(r.RSSMB, 0), strings.ReplaceAll(note, "|", "/")}
+		num(r.P50, 1), num(r.P99, 1), num(r.P999, 1), num(r.RSSMB, 0), strings.NewReplacer("|", "/", "\n", " ").Replace(note)}
 }
