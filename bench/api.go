@@ -429,13 +429,6 @@ func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, 
 		rows = append(rows, apiErrorRow(name, step, "schedule-bound", 1, err))
 	}
 
-	if s, ok := sys.(*skiffSystem); ok && st.KwokCheck {
-		rows = append(rows, kwokOnSkiff(sctx, s, admin[0], st, kwokBin, timeout, say)...)
-		if sctx.Err() != nil {
-			return stopped("schedule-bound")
-		}
-	}
-
 	rss, peak, err := summedMemMB(sys.PIDs())
 	if err != nil {
 		rows = append(rows, apiErrorRow(name, step, "rss", 0, err))
@@ -445,7 +438,14 @@ func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, 
 			what = "processes (apiserver, etcd, controller-manager, scheduler)"
 		}
 		rows = append(rows, APIResult{System: name, Step: step, Workload: "rss", RSSMB: f64(peak),
-			Note: fmt.Sprintf("summed peak (VmHWM) of %d %s; steady (at the end) %.0f MB; %d nodes, %d + %d pods", len(sys.PIDs()), what, rss, st.Nodes, o.Pods, st.Pods)})
+			Note: fmt.Sprintf("summed peak (VmHWM) of %d %s; steady (VmRSS after the scheduling run) %.0f MB; %d nodes, %d + %d pods", len(sys.PIDs()), what, rss, st.Nodes, o.Pods, st.Pods)})
+	}
+	// After the memory: kwok's nodes and pods come on top of what upstream holds.
+	if s, ok := sys.(*skiffSystem); ok && st.KwokCheck {
+		rows = append(rows, kwokOnSkiff(sctx, s, admin[0], st, kwokBin, timeout, say)...)
+		if sctx.Err() != nil {
+			return stopped("schedule-bound")
+		}
 	}
 	return rows, "", nil
 }
