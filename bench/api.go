@@ -16,6 +16,8 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/skiff-dev/skiff/cluster"
 )
 
 // APIOptions configure RunAPI (`skiff bench api`).
@@ -42,6 +44,9 @@ type APIOptions struct {
 	// WORK its build.sh builds into ($K8sWork/bin). UpstreamEtcd is its etcd members.
 	K8sReference, K8sWork string
 	UpstreamEtcd          int
+	// ProfileDir, if set, gets CPU profiles of skiff's servers during each workload phase
+	// (<phase>-<step>-<server>.pprof) and their heap profiles when memory is read.
+	ProfileDir string
 	// RaftHeartbeat, if set, restarts skiff's servers with --raft-heartbeat-timeout.
 	RaftHeartbeat time.Duration
 	// MinMemMB stops a step when the machine's MemAvailable falls below it.
@@ -325,6 +330,21 @@ func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, 
 	if err != nil {
 		return nil, "", err
 	}
+	// profile starts profiles of skiff's servers for a phase and returns the wait for them.
+	profile := func(label, what string) func() {
+		s, ok := sys.(*skiffSystem)
+		if !ok || o.ProfileDir == "" || s.lc == nil {
+			return func() {}
+		}
+		var servers []cluster.Process
+		for _, p := range s.lc.Processes {
+			if p.Role == "server" {
+				servers = append(servers, p)
+			}
+		}
+		return profileServers(sctx, s.lc, servers, o.ProfileDir, label+"-"+step, what, say)
+	}
+	cpu := fmt.Sprintf("profile?seconds=%d", max(1, int(o.Duration/time.Second)))
 	for _, ns := range []string{"bench-cm", "bench-list", "bench-watch"} {
 		if err := ensureNamespace(sctx, admin[0], ns); err != nil {
 			return nil, "", fmt.Errorf("namespace %s: %w", ns, err)
@@ -356,7 +376,9 @@ func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, 
 		if err != nil {
 			return rows, "", err
 		}
+		wait := profile(fmt.Sprintf("cm-create-%d", clients), cpu) // the create phase
 		res := runConfigMaps(sctx, cs, "bench-cm", o.Duration)
+		wait()
 		if sctx.Err() != nil {
 			return stopped("cm-create")
 		}
@@ -385,7 +407,9 @@ func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, 
 	} else {
 		for _, m := range []struct{ workload, mode string }{{"list-pods", ""}, {"list-pods-rv0", "0"}, {"list-pods-paged", "paged"}} {
 			say("%s: %s, %d lists of %d pods", name, m.workload, o.ListRepeats, o.Pods)
+			wait := profile(m.workload, fmt.Sprintf("profile?seconds=%d", 5))
 			s := runLists(sctx, admin[1%len(admin)], "bench-list", m.mode, o.Pods, o.ListRepeats)
+			wait()
 			if sctx.Err() != nil {
 				return stopped(m.workload)
 			}
@@ -401,7 +425,9 @@ func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, 
 		if err != nil {
 			return rows, "", err
 		}
+		wait := profile(fmt.Sprintf("watch-%d", n), cpu) // from the watches' set-up on
 		s, err := runWatchFanout(sctx, cs, admin[0], "bench-watch", n, o.WatchRate, o.Duration)
+		wait()
 		if sctx.Err() != nil {
 			return stopped("watch")
 		}
@@ -419,8 +445,10 @@ func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, 
 		variant = "kwok nodes"
 	}
 	timeout := max(o.ScheduleTimeout, time.Duration(st.Pods/50)*time.Second)
+	wait := profile("schedule", "profile?seconds=20")
 	srows, err := runSchedule(sctx, admin[0], scheduleSpec{system: name, step: step, variant: variant, ns: "bench-sched",
 		nodes: st.Nodes, pods: st.Pods, timeout: timeout}, say)
+	wait()
 	rows = append(rows, srows...)
 	if sctx.Err() != nil {
 		return stopped("schedule-bound")
@@ -429,6 +457,7 @@ func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, 
 		rows = append(rows, apiErrorRow(name, step, "schedule-bound", 1, err))
 	}
 
+	profile("heap", "heap")()
 	rss, peak, err := summedMemMB(sys.PIDs())
 	if err != nil {
 		rows = append(rows, apiErrorRow(name, step, "rss", 0, err))

@@ -191,7 +191,7 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (*SchedulerResult, er
 
 	var waitProfiles func()
 	if o.ProfileDir != "" {
-		waitProfiles = profileServers(ctx, lc, servers, o.ProfileDir, 20, say)
+		waitProfiles = profileServers(ctx, lc, servers, o.ProfileDir, "scheduler", fmt.Sprintf("profile?seconds=%d", 20), say)
 	}
 	say("creating %d pods through %d Deployments", o.Pods, o.Deployments)
 	start := time.Now()
@@ -353,9 +353,10 @@ func (r *bindRecorder) result(start time.Time) *SchedulerResult {
 	return res
 }
 
-// profileServers saves a CPU profile of each server (its /debug/pprof, as the admin) for
-// the next secs seconds.
-func profileServers(ctx context.Context, lc *cluster.LocalCluster, servers []cluster.Process, dir string, secs int, say func(string, ...any)) func() {
+// profileServers saves a profile of each server (its /debug/pprof/<what>, as the admin) as
+// <dir>/<label>-<server>.pprof: "profile?seconds=N" is a CPU profile of the next N seconds,
+// "heap" the heap now. The returned function waits for them.
+func profileServers(ctx context.Context, lc *cluster.LocalCluster, servers []cluster.Process, dir, label, what string, say func(string, ...any)) func() {
 	var wg sync.WaitGroup
 	for _, s := range servers {
 		wg.Go(func() {
@@ -369,7 +370,7 @@ func profileServers(ctx context.Context, lc *cluster.LocalCluster, servers []clu
 				say("profile %s: %v", s.Name, err)
 				return
 			}
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", s.APIURL, secs), nil)
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.APIURL+"/debug/pprof/"+what, nil)
 			if err != nil {
 				return
 			}
@@ -383,7 +384,7 @@ func profileServers(ctx context.Context, lc *cluster.LocalCluster, servers []clu
 				say("profile %s: %s", s.Name, resp.Status)
 				return
 			}
-			path := filepath.Join(dir, "scheduler-"+s.Name+".pprof")
+			path := filepath.Join(dir, label+"-"+s.Name+".pprof")
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return
 			}
@@ -393,7 +394,7 @@ func profileServers(ctx context.Context, lc *cluster.LocalCluster, servers []clu
 			}
 			defer f.Close()
 			if _, err := io.Copy(f, resp.Body); err == nil {
-				say("saved CPU profile %s", path)
+				say("saved profile %s", path)
 			}
 		})
 	}
