@@ -264,3 +264,43 @@ spec:
 		return len(list) == 0 && err != nil, fmt.Sprintf("%d containers, mirror err %v", len(list), err)
 	})
 }
+
+// TestLeaseRenewalIsOneWrite: as the kubelet's lease controller, the agent renews from the
+// Lease it last wrote (one update, no read), reads again only when its copy is stale, and
+// creates the Lease again when it was deleted.
+func TestLeaseRenewalIsOneWrite(t *testing.T) {
+	client := fake.NewSimpleClientset()
+	startHollowAgent(t, client, func(c *Config) { c.LeaseDuration = 400 * time.Millisecond })
+	ctx := context.Background()
+	leases := client.CoordinationV1().Leases(nodeLeaseNamespace)
+	renewals := func() (updates, gets int) {
+		for _, a := range client.Actions() {
+			if a.GetResource().Resource == "leases" {
+				switch a.GetVerb() {
+				case "update":
+					updates++
+				case "get":
+					gets++
+				}
+			}
+		}
+		return
+	}
+	eventually(t, 10*time.Second, "ten renewals", func() (bool, string) {
+		u, g := renewals()
+		return u >= 10, fmt.Sprintf("%d updates, %d gets", u, g)
+	})
+	if u, g := renewals(); g > 2 {
+		t.Fatalf("%d lease reads for %d renewals: renewals should not read", g, u)
+	}
+	if err := leases.Delete(ctx, "node-a", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "lease created again", func() (bool, string) {
+		l, err := leases.Get(ctx, "node-a", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return l.Spec.RenewTime != nil, "no renewTime"
+	})
+}

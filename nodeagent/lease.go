@@ -8,6 +8,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 )
 
@@ -19,24 +20,37 @@ const nodeLeaseNamespace = "kube-node-lease"
 // default) until ctx ends.
 func (a *Agent) runLease(ctx context.Context) {
 	interval := a.cfg.LeaseDuration / 4
-	t := time.NewTicker(interval)
-	defer t.Stop()
+	var last *coordinationv1.Lease
 	for {
-		if err := a.renewLease(ctx); err != nil && ctx.Err() == nil {
+		var err error
+		if last, err = a.renewLease(ctx, last); err != nil && ctx.Err() == nil {
 			a.log.Warn("renewing node lease", "err", err)
 		}
+		// Jittered as the kubelet's lease controller (wait.JitterUntil, 0.04): nodes
+		// started together do not renew in lockstep.
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(wait.Jitter(interval, 0.04)):
 		}
 	}
 }
 
-// renewLease creates the Lease or moves its renewTime to now.
-func (a *Agent) renewLease(ctx context.Context) error {
+// renewLease creates the Lease or moves its renewTime to now. It starts from the Lease it
+// last wrote, as the kubelet's lease controller does, so a renewal is one write and no
+// read; a conflict (someone else wrote it) costs a fresh read on the next tick.
+func (a *Agent) renewLease(ctx context.Context, last *coordinationv1.Lease) (*coordinationv1.Lease, error) {
 	leases := a.cfg.Client.CoordinationV1().Leases(nodeLeaseNamespace)
 	now := metav1.NewMicroTime(time.Now())
+	if last != nil {
+		l := last.DeepCopy()
+		l.Spec.RenewTime = &now
+		if updated, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err == nil {
+			return updated, nil
+		} else if !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+			return last, fmt.Errorf("update lease: %w", err)
+		}
+	}
 	l, err := leases.Get(ctx, a.cfg.NodeName, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		l = &coordinationv1.Lease{
@@ -48,13 +62,14 @@ func (a *Agent) renewLease(ctx context.Context) error {
 			},
 		}
 		a.setLeaseOwner(ctx, l)
-		if _, err := leases.Create(ctx, l, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("create lease: %w", err)
+		created, err := leases.Create(ctx, l, metav1.CreateOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("create lease: %w", err)
 		}
-		return nil
+		return created, nil
 	}
 	if err != nil {
-		return fmt.Errorf("get lease: %w", err)
+		return nil, fmt.Errorf("get lease: %w", err)
 	}
 	l = l.DeepCopy()
 	l.Spec.HolderIdentity = ptr.To(a.cfg.NodeName)
@@ -65,10 +80,11 @@ func (a *Agent) renewLease(ctx context.Context) error {
 	}
 	// A conflict means someone else wrote it; the next tick retries with
 	// fresh data, as the kubelet's lease controller does.
-	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("update lease: %w", err)
+	updated, err := leases.Update(ctx, l, metav1.UpdateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("update lease: %w", err)
 	}
-	return nil
+	return updated, nil
 }
 
 // setLeaseOwner makes the Node own its Lease, so deleting the Node deletes
