@@ -223,9 +223,10 @@ func planLocalCluster(dir string, cfg UpConfig) (*LocalCluster, error) {
 	// addrs gives a node its host and n ports: free loopback ports, or fixed ports on the
 	// node's own address in its namespace.
 	node := 0
+	taken := map[int]bool{} // ports given to an earlier process of this cluster
 	addrs := func(name string, fixed ...int) (host, ns string, ports []int, err error) {
 		if lc.Netns == nil {
-			ports, err = freePorts(len(fixed))
+			ports, err = freePorts(len(fixed), taken)
 			return "127.0.0.1", "", ports, err
 		}
 		host = lc.Netns.nodeIP(node)
@@ -296,7 +297,11 @@ func planLocalCluster(dir string, cfg UpConfig) (*LocalCluster, error) {
 	return lc, nil
 }
 
-func freePorts(n int) ([]int, error) {
+// freePorts finds n free ports on 127.0.0.1 that are not in taken, and adds them to it. A
+// port is free only while nothing listens on it: the kernel may hand a port this function
+// released for one process to the next call, which taken rules out (a server's gossip
+// port came back as another's API port, and that server could not start).
+func freePorts(n int, taken map[int]bool) ([]int, error) {
 	var lns []net.Listener
 	defer func() {
 		for _, l := range lns {
@@ -304,13 +309,18 @@ func freePorts(n int) ([]int, error) {
 		}
 	}()
 	var ports []int
-	for i := 0; i < n; i++ {
+	for len(ports) < n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, err
 		}
-		lns = append(lns, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		lns = append(lns, l) // held until return: no duplicates within one call
+		port := l.Addr().(*net.TCPAddr).Port
+		if taken[port] {
+			continue
+		}
+		taken[port] = true
+		ports = append(ports, port)
 	}
 	return ports, nil
 }
