@@ -8,12 +8,12 @@ import (
 
 // leaderWatch tells a forwarded call that the leader it went to is no longer this node's
 // leader. A leader that is partitioned away or paused never answers, and without this the
-// call would hang until the caller's own deadline; once this node has seen the leader go
-// (a heartbeat timeout) or another take over, the call can end at once.
+// call would hang until the caller's own deadline; once this node sees another leader take
+// over (an election, about a second), the call can end.
 type leaderWatch struct {
 	mu      sync.Mutex
-	addr    raft.ServerAddress
-	changed chan struct{} // closed when addr changes
+	addr    raft.ServerAddress // the last leader known, never ""
+	changed chan struct{}      // closed when addr changes
 }
 
 func newLeaderWatch() *leaderWatch { return &leaderWatch{changed: make(chan struct{})} }
@@ -30,11 +30,14 @@ func (w *leaderWatch) since(addr raft.ServerAddress) <-chan struct{} {
 	return w.changed
 }
 
-// set records the leader raft reports now.
+// set records the leader raft reports now. A leader that is merely unknown for a moment
+// (a follower's heartbeat timeout on a CPU-starved machine, with the same leader back a
+// moment later) changes nothing: only another leader ends the calls waiting on the old one,
+// which would otherwise fail writes that were about to succeed.
 func (w *leaderWatch) set(addr raft.ServerAddress) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if addr != w.addr {
+	if addr != "" && addr != w.addr {
 		w.addr = addr
 		close(w.changed)
 		w.changed = make(chan struct{})
