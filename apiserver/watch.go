@@ -50,12 +50,16 @@ func (ws *watchStream) send(typ watch.EventType, obj runtime.Object) error {
 	return nil
 }
 
-// sendFrame writes an event already framed in the stream's media type.
-func (ws *watchStream) sendFrame(frame []byte) error {
+// sendFrame writes an event already framed in the stream's media type, and flushes it to
+// the client when flush is set: a watcher with more events queued flushes once after the
+// last, as kube-apiserver's watch server does, instead of once per event.
+func (ws *watchStream) sendFrame(frame []byte, flush bool) error {
 	if _, err := ws.out.Write(frame); err != nil {
 		return err
 	}
-	ws.flusher.Flush()
+	if flush {
+		ws.flusher.Flush()
+	}
 	return nil
 }
 

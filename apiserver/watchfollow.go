@@ -41,6 +41,7 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 		err := streaming.NewEncoder(sz.Framer.NewFrameWriter(&frame), sz.Serializer).Encode(ev)
 		return frame.Bytes(), err
 	}
+	unflushed := false // an event was written and not yet flushed: more were queued
 	for {
 		select {
 		case <-ctx.Done():
@@ -66,6 +67,10 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 			}
 			typ, which := s.convertHubEvent(ws.q.rs, sel, he)
 			if typ == "" {
+				if unflushed && len(sub.ch) == 0 {
+					ws.flusher.Flush() // the event written before this one was held back
+					unflushed = false
+				}
 				continue
 			}
 			obj := he.cur
@@ -77,10 +82,12 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 				var frame []byte
 				key := string(typ) + "|" + which + "|" + ws.mt.info.MediaType
 				if frame, err = he.frame(key, func() ([]byte, error) { return frameOf(typ, obj) }); err == nil {
-					err = ws.sendFrame(frame)
+					flush := len(sub.ch) == 0
+					err = ws.sendFrame(frame, flush)
+					unflushed = !flush
 				}
 			} else {
-				err = ws.send(typ, obj)
+				err, unflushed = ws.send(typ, obj), false // send flushes
 			}
 			if err != nil {
 				s.cfg.Logger.Debug("watch send", "err", err)
