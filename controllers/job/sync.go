@@ -105,6 +105,15 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (framework.Resul
 		plan = Decide(in)
 		actErr = c.apply(ctx, key, j, plan)
 	}
+	if u := uncounted(st); plan.Finish != nil && len(u.Succeeded)+len(u.Failed) > 0 {
+		// As the Job controller's enactJobFinished: Complete or Failed only once every
+		// finished pod is counted in status (their finalizers go first, then the next
+		// sync counts them), so a finished Job's succeeded and failed are final.
+		plan.Finish = nil
+		if plan.RequeueAfter == 0 {
+			plan.RequeueAfter = 200 * time.Millisecond
+		}
+	}
 
 	// 3. Status.
 	if st.StartTime == nil && !suspended(j) {
