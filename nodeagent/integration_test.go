@@ -112,9 +112,11 @@ func TestAgentRunsPodAgainstRealControlPlane(t *testing.T) {
 		}
 		return fmt.Errorf("conditions %+v", n.Status.Conditions)
 	})
-	if _, err := admin.CoordinationV1().Leases("kube-node-lease").Get(ctx, node, metav1.GetOptions{}); err != nil {
-		t.Fatalf("lease: %v", err)
-	}
+	// The Lease is renewed beside the node status, not before it (as the kubelet's).
+	eventually(t, 20*time.Second, "node lease", func() error {
+		_, err := admin.CoordinationV1().Leases("kube-node-lease").Get(ctx, node, metav1.GetOptions{})
+		return err
+	})
 
 	// An init container prints a line; the app container serves HTTP.
 	pod := &corev1.Pod{
