@@ -18,16 +18,29 @@ func (m *Manager) ipFile(ip net.IP) string {
 	return filepath.Join(m.cfg.StateDir, "ips", ip.String())
 }
 
-// allocate returns the address already held by id, or the first free one
-// (skipping the network, gateway and broadcast addresses).
+// allocate returns the address already held by id, or the next free one after
+// the last handed out (skipping the network, gateway and broadcast addresses),
+// as host-local IPAM's round robin: an address just released is the last to be
+// reused, because the other pods of the node still have its old owner's MAC in
+// their neighbour caches for a while, and their replies to a new pod with that
+// address would go to the old veth (seen as a Service backend on the same node
+// that never answered a client started just after another).
 func (m *Manager) allocate(id string, cidr *net.IPNet) (net.IP, error) {
 	if ip := m.allocated(id); ip != nil && cidr.Contains(ip) {
 		return ip, nil
 	}
 	ones, bits := cidr.Mask.Size()
 	size := uint32(1) << (bits - ones)
-	for i := uint32(2); i+1 < size; i++ {
-		ip := nthIP(cidr, i)
+	if size < 4 {
+		return nil, fmt.Errorf("pod CIDR %s is too small", cidr)
+	}
+	usable := size - 3 // offsets 2 .. size-2
+	last := int64(-1)  // the index (offset - 2) handed out last; -1: none, start at the first
+	if o := m.lastOffset(cidr); o >= 2 {
+		last = int64(o - 2)
+	}
+	for n := int64(1); n <= int64(usable); n++ {
+		ip := nthIP(cidr, 2+uint32((last+n)%int64(usable)))
 		f, err := os.OpenFile(m.ipFile(ip), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 		if errors.Is(err, os.ErrExist) {
 			continue
@@ -43,9 +56,28 @@ func (m *Manager) allocate(id string, cidr *net.IPNet) (net.IP, error) {
 			os.Remove(f.Name())
 			return nil, fmt.Errorf("allocate address: %w", werr)
 		}
+		// Best effort: a lost record only makes the next search start earlier.
+		_ = os.WriteFile(m.lastFile(), []byte(ip.String()), 0o600)
 		return ip, nil
 	}
 	return nil, fmt.Errorf("pod CIDR %s is exhausted", cidr)
+}
+
+func (m *Manager) lastFile() string { return filepath.Join(m.cfg.StateDir, "last-reserved-ip") }
+
+// lastOffset is the offset in cidr of the address allocate last handed out,
+// recorded on disk so that a restarted agent goes on where it left off; 0 when
+// there is none in cidr.
+func (m *Manager) lastOffset(cidr *net.IPNet) uint32 {
+	data, err := os.ReadFile(m.lastFile())
+	if err != nil {
+		return 0
+	}
+	ip := net.ParseIP(strings.TrimSpace(string(data))).To4()
+	if ip == nil || !cidr.Contains(ip) {
+		return 0
+	}
+	return binary.BigEndian.Uint32(ip) - binary.BigEndian.Uint32(cidr.IP.To4())
 }
 
 // allocated finds the address held by id.
