@@ -1,10 +1,6 @@
 package main
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,32 +22,19 @@ event showing it Running (p50/p90/p99), the pods per second the agent starts, th
 RSS and CPU over --idle with every pod running. Progress goes to stderr, the table to stdout.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			exe, err := os.Executable()
+			exe, command, err := benchSelf()
 			if err != nil {
 				return err
 			}
-			o.Exe, o.Progress = exe, cmd.ErrOrStderr()
-			o.Command = "skiff " + strings.Join(os.Args[1:], " ")
-			if o.TestImage == "" {
-				o.TestImage = filepath.Join(filepath.Dir(exe), "testimage")
-			}
-			if _, err := os.Stat(o.TestImage); err != nil {
-				return fmt.Errorf("bench pods: the test image binary (make testimage, or --test-image-binary): %w", err)
+			o.Exe, o.Command, o.Progress = exe, command, cmd.ErrOrStderr()
+			if o.TestImage, err = testImageBeside(exe, o.TestImage, "pods"); err != nil {
+				return err
 			}
 			res, err := bench.RunPods(cmd.Context(), o)
 			if err != nil {
 				return err
 			}
-			if err := res.WriteTable(cmd.OutOrStdout()); err != nil {
-				return err
-			}
-			if out != "" {
-				if err := res.WriteJSONFile(out); err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "bench: wrote %s\n", out)
-			}
-			return nil
+			return writeBenchResult(cmd, res, out)
 		},
 	}
 	f := cmd.Flags()

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -27,25 +25,18 @@ one watch of the pods. Progress goes to stderr, the table to stdout. Everything 
 stopped, and its data removed, when it ends or is interrupted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			exe, err := os.Executable()
+			exe, command, err := benchSelf()
 			if err != nil {
-				return fmt.Errorf("bench scheduler: own binary: %w", err)
+				return fmt.Errorf("bench scheduler: %w", err)
 			}
-			o.Exe = exe
-			o.Progress = cmd.ErrOrStderr()
-			o.Command = "skiff " + strings.Join(os.Args[1:], " ")
+			o.Exe, o.Command, o.Progress = exe, command, cmd.ErrOrStderr()
 			res, runErr := bench.RunScheduler(cmd.Context(), o)
 			if res == nil {
 				return runErr
 			}
-			if err := res.WriteTable(cmd.OutOrStdout()); err != nil {
+			// A run that timed out still reports what it measured, then fails.
+			if err := writeBenchResult(cmd, res, out); err != nil {
 				return err
-			}
-			if out != "" {
-				if err := res.WriteJSONFile(out); err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "bench: wrote %s\n", out)
 			}
 			return runErr
 		},
