@@ -74,19 +74,11 @@ func RunChaos(ctx context.Context, o ChaosOptions) (*ChaosResult, error) {
 			res.Skipped = append(res.Skipped, fmt.Sprintf("%v: need network namespaces (run as root without --netns=false)", skipped))
 		}
 	}
-	root, err := os.MkdirTemp(o.Dir, "skiff-chaos-")
+	dir, cleanup, err := clusterDir(o.Dir, "skiff-chaos-", say)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(root)
-	dir := filepath.Join(root, "cluster")
-	// Down runs on every path out, cancellation included: the servers are detached
-	// processes that would otherwise outlive the benchmark.
-	defer func() {
-		if err := cluster.Down(dir, true, io.Discard); err != nil {
-			say("cluster down: %v", err)
-		}
-	}()
+	defer cleanup()
 	defer keepLogs(dir, o.LogsDir) // runs before Down removes them
 	say("starting 3 servers and %d hollow agents in %s (netns %v)", o.Agents, dir, o.Netns)
 	lc, err := cluster.Up(ctx, cluster.UpConfig{Dir: dir, Servers: 3, Agents: o.Agents, Runtime: "hollow",
@@ -263,7 +255,8 @@ func RunChaos(ctx context.Context, o ChaosOptions) (*ChaosResult, error) {
 		if err := EnsureEtcd(ctx, o.Etcd, o.Progress); err != nil {
 			return nil, err
 		}
-		res.Peer, err = runEtcdPeer(ctx, o.Etcd, filepath.Join(root, "etcd"), o.PeerDuration, o.Seed, o.Clients, o.Keys, say)
+		// etcd's data goes beside the cluster's, and is removed with it.
+		res.Peer, err = runEtcdPeer(ctx, o.Etcd, filepath.Join(filepath.Dir(dir), "etcd"), o.PeerDuration, o.Seed, o.Clients, o.Keys, say)
 		if err != nil {
 			return nil, fmt.Errorf("bench: etcd peer: %w", err)
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"text/tabwriter"
@@ -71,17 +70,11 @@ func RunPods(ctx context.Context, o PodsOptions) (*PodsResult, error) {
 		return nil, fmt.Errorf("bench pods: runs real containers, so it needs root")
 	}
 	say := func(format string, a ...any) { fmt.Fprintf(o.Progress, "pods: "+format+"\n", a...) }
-	root, err := os.MkdirTemp(o.Dir, "skiff-podbench-")
+	dir, cleanup, err := clusterDir(o.Dir, "skiff-podbench-", say)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(root)
-	dir := filepath.Join(root, "cluster")
-	defer func() {
-		if err := cluster.Down(dir, true, io.Discard); err != nil {
-			say("cluster down: %v", err)
-		}
-	}()
+	defer cleanup()
 	say("starting 3 servers and 1 agent in %s", dir)
 	lc, err := cluster.Up(ctx, cluster.UpConfig{Dir: dir, Servers: 3, Agents: 1, Runtime: "libcontainer",
 		Binary: o.Exe, TestImageBinary: o.TestImage, Progress: prefixed(o.Progress, "pods: up: ")})

@@ -91,17 +91,11 @@ func (o *SchedulerOptions) defaults() {
 func RunScheduler(ctx context.Context, o SchedulerOptions) (*SchedulerResult, error) {
 	o.defaults()
 	say := func(format string, a ...any) { fmt.Fprintf(o.Progress, "scheduler: "+format+"\n", a...) }
-	root, err := os.MkdirTemp(o.Dir, "skiff-schedbench-")
+	dir, cleanup, err := clusterDir(o.Dir, "skiff-schedbench-", say)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(root)
-	dir := filepath.Join(root, "cluster")
-	defer func() {
-		if err := cluster.Down(dir, true, io.Discard); err != nil {
-			say("cluster down: %v", err)
-		}
-	}()
+	defer cleanup()
 	say("starting 3 servers in %s", dir)
 	lc, err := cluster.Up(ctx, cluster.UpConfig{Dir: dir, Servers: 3, Agents: 0, Binary: o.Exe,
 		Progress: prefixed(o.Progress, "scheduler: up: ")})

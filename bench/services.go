@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
@@ -116,17 +115,11 @@ func RunServices(ctx context.Context, o ServicesOptions) (*ServicesResult, error
 		return nil, fmt.Errorf("bench services: needs nft (Debian package nftables): %w", err)
 	}
 	say := func(format string, a ...any) { fmt.Fprintf(o.Progress, "services: "+format+"\n", a...) }
-	root, err := os.MkdirTemp(o.Dir, "skiff-svcbench-")
+	dir, cleanup, err := clusterDir(o.Dir, "skiff-svcbench-", say)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(root)
-	dir := filepath.Join(root, "cluster")
-	defer func() {
-		if err := cluster.Down(dir, true, io.Discard); err != nil {
-			say("cluster down: %v", err)
-		}
-	}()
+	defer cleanup()
 	say("starting 1 server and 1 agent in network namespaces in %s", dir)
 	lc, err := cluster.Up(ctx, cluster.UpConfig{Dir: dir, Servers: 1, Agents: 1, Runtime: "libcontainer", Netns: true,
 		Binary: o.Exe, TestImageBinary: o.TestImage, Progress: prefixed(o.Progress, "services: up: ")})
