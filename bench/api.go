@@ -362,7 +362,7 @@ func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, 
 	mu.Lock()
 	fleet = f
 	mu.Unlock()
-	if err := waitNodesReadyLabeled(sctx, admin[0], "", st.Nodes, o.NodesTimeout, func(f string, a ...any) { say(name+": "+f, a...) }); err != nil {
+	if err := waitNodesReady(sctx, admin[0], "", st.Nodes, o.NodesTimeout, func(f string, a ...any) { say(name+": "+f, a...) }); err != nil {
 		if sctx.Err() != nil {
 			return stopped("nodes")
 		}
@@ -504,7 +504,7 @@ func kwokOnSkiff(ctx context.Context, s *skiffSystem, client kubernetes.Interfac
 	if err := createKwokNodes(ctx, client, 0, st.Nodes); err != nil {
 		return fail(err)
 	}
-	if err := waitNodesReadyLabeled(ctx, client, "type=kwok", st.Nodes, 3*time.Minute, func(f string, a ...any) { say("skiff: kwok nodes: "+f, a...) }); err != nil {
+	if err := waitNodesReady(ctx, client, "type=kwok", st.Nodes, 3*time.Minute, func(f string, a ...any) { say("skiff: kwok nodes: "+f, a...) }); err != nil {
 		if ended, _ := p.exited(); ended {
 			err = fmt.Errorf("%w; %v", err, p.failure())
 		}

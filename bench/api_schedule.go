@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -175,39 +174,4 @@ wait:
 		scheduleRow(sp.system, sp.step, "schedule-running", sp.variant, sp.nodes, sp.pods, start, rec.created, rec.running, waited),
 	}
 	return rows, stopped
-}
-
-// waitNodesReadyLabeled waits until want nodes matching selector are Ready.
-func waitNodesReadyLabeled(ctx context.Context, client kubernetes.Interface, selector string, want int, timeout time.Duration, say func(string, ...any)) error {
-	deadline := time.Now().Add(timeout)
-	last := time.Now()
-	for {
-		nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{ResourceVersion: "0", LabelSelector: selector})
-		ready := 0
-		if err == nil {
-			for _, n := range nodes.Items {
-				if slices.ContainsFunc(n.Status.Conditions, func(c corev1.NodeCondition) bool {
-					return c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue
-				}) {
-					ready++
-				}
-			}
-		}
-		if ready >= want {
-			say("%d nodes Ready", ready)
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d nodes Ready after %s (last error: %v)", ready, want, timeout, err)
-		}
-		if time.Since(last) > 10*time.Second {
-			say("%d of %d nodes Ready", ready, want)
-			last = time.Now()
-		}
-		select {
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		case <-time.After(time.Second):
-		}
-	}
 }

@@ -160,7 +160,7 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (*SchedulerResult, er
 	if err != nil {
 		return nil, err
 	}
-	if err := waitNodesReady(ctx, client, o.Nodes, 5*time.Minute, say); err != nil {
+	if err := waitNodesReady(ctx, client, "", o.Nodes, 5*time.Minute, say); err != nil {
 		return nil, err
 	}
 	termBefore := maxTerm(ctx, lc, servers)
@@ -247,11 +247,13 @@ func benchDeployment(name string, replicas int32) *appsv1.Deployment {
 	}
 }
 
-func waitNodesReady(ctx context.Context, client kubernetes.Interface, want int, timeout time.Duration, say func(string, ...any)) error {
+// waitNodesReady waits until want nodes matching selector (all with "") are Ready, saying
+// how many are every few seconds.
+func waitNodesReady(ctx context.Context, client kubernetes.Interface, selector string, want int, timeout time.Duration, say func(string, ...any)) error {
 	deadline := time.Now().Add(timeout)
 	last := time.Time{}
 	for {
-		nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+		nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{ResourceVersion: "0", LabelSelector: selector})
 		ready := 0
 		if err == nil {
 			for _, n := range nodes.Items {
