@@ -285,9 +285,11 @@ func createKwokNodes(ctx context.Context, client kubernetes.Interface, from, to 
 }
 
 // startKwok runs the reference's kwok binary, unchanged and with run.sh's flags, against
-// the cluster of kubeconfig: it manages the nodes annotated kwok.x-k8s.io/node=fake.
+// the cluster of kubeconfig: it manages the nodes annotated kwok.x-k8s.io/node=fake. It
+// runs at nice 10, as skiff's hollow nodes do (`hollow-nodes --nice`): simulated nodes
+// stand in for other machines and must not take the control plane's CPU, for either system.
 func startKwok(binDir, kubeconfig, logPath string) (*proc, error) {
-	return startProc("kwok", logPath, filepath.Join(binDir, "kwok"),
+	return startProc("kwok", logPath, "nice", "-n", "10", filepath.Join(binDir, "kwok"),
 		"--kubeconfig="+kubeconfig, "--config="+filepath.Join(binDir, "kwok-stages.yaml"),
 		"--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
 		"--node-lease-duration-seconds=40", "--cidr=10.0.0.0/16", "--node-ip=127.0.0.1")

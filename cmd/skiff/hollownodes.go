@@ -33,6 +33,7 @@ func newHollowNodesCmd() *cobra.Command {
 		maxPods     int
 		joinWorkers int
 		logLevel    string
+		nice        int
 	)
 	cmd := &cobra.Command{
 		Use:   "hollow-nodes",
@@ -59,6 +60,13 @@ API through the given servers (first alive). No gossip: the servers list is the 
 				capacity[k] = q
 			}
 			log := newLogger(logLevel)
+			// Hollow nodes stand in for other machines: on the control plane's own cores they
+			// must not starve the servers they are there to load (kubemark runs them elsewhere).
+			if nice != 0 {
+				if err := reniceSelf(nice); err != nil {
+					log.Warn("could not lower the process priority", "nice", nice, "err", err)
+				}
+			}
 			ctx := cmd.Context()
 			names := make([]string, count)
 			for i := range names {
@@ -146,5 +154,6 @@ API through the given servers (first alive). No gossip: the servers list is the 
 	f.IntVar(&maxPods, "max-pods", 110, "each node's pod capacity")
 	f.IntVar(&joinWorkers, "join-workers", 16, "joins in flight")
 	f.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
+	f.IntVar(&nice, "nice", 10, "nice value for the whole process (0 leaves it unchanged); the servers keep theirs")
 	return cmd
 }
