@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -355,4 +356,60 @@ func TestForwardedWriteEndsWhenItsLeaderGoesSilent(t *testing.T) {
 		t.Fatalf("write through the new leader: %v", err)
 	}
 	old.Layer.Silence(false)
+}
+
+// slowDialLayer counts a node's dials by address and makes each take a while, as a
+// mutual-TLS handshake does on a busy machine.
+type slowDialLayer struct {
+	raftstore.Layer
+	mu    sync.Mutex
+	dials map[string]int
+}
+
+func (l *slowDialLayer) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	l.mu.Lock()
+	l.dials[addr]++
+	l.mu.Unlock()
+	time.Sleep(100 * time.Millisecond)
+	return l.Layer.Dial(ctx, addr)
+}
+
+func (l *slowDialLayer) count(addr string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.dials[addr]
+}
+
+// TestConcurrentForwardsShareOneDial: many writes arriving at a follower that has no
+// connection to the leader yet (after a start or a leader change) open one, not one each.
+func TestConcurrentForwardsShareOneDial(t *testing.T) {
+	var mu sync.Mutex
+	layers := map[string]*slowDialLayer{}
+	c := rafttest.New(t, 3, rafttest.Options{Tune: func(cfg *raftstore.Config) {
+		l := &slowDialLayer{Layer: cfg.Layer, dials: map[string]int{}}
+		mu.Lock()
+		layers[cfg.ID] = l
+		mu.Unlock()
+		cfg.Layer = l
+	}})
+	ctx := rafttest.Ctx(t, 30*time.Second)
+	leader, f := c.Leader(), c.Followers()[0]
+	mu.Lock()
+	layer := layers[f.ID]
+	mu.Unlock()
+	before := layer.count(leader.Addr)
+	var wg sync.WaitGroup
+	errs := make([]error, 64)
+	for i := range errs {
+		wg.Go(func() {
+			_, errs[i] = f.Store().Put(ctx, fmt.Sprintf("/dial/%d", i), []byte("x"))
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	if n := layer.count(leader.Addr) - before; n != 1 {
+		t.Errorf("64 concurrent forwarded writes dialled the leader %d times, want 1", n)
+	}
 }

@@ -70,33 +70,60 @@ func decodeApplyErr(reply *wire.ApplyReply) error {
 
 // peers keeps one multiplexed net/rpc client per peer address.
 type peers struct {
-	m   *mux
-	mu  sync.Mutex
-	cli map[string]*rpc.Client
+	m       *mux
+	mu      sync.Mutex
+	cli     map[string]*rpc.Client
+	dialing map[string]*pendingDial
+}
+
+// pendingDial is a dial in progress that later callers wait for instead of dialing too:
+// after a leader change hundreds of forwarded requests find no client at once, and each
+// dial is a full mutual-TLS handshake on both ends (it was a third of a CPU-starved
+// server's time).
+type pendingDial struct {
+	done chan struct{}
+	c    *rpc.Client
+	err  error
 }
 
 func (p *peers) client(ctx context.Context, addr string) (*rpc.Client, error) {
 	p.mu.Lock()
-	c := p.cli[addr]
-	p.mu.Unlock()
-	if c != nil {
+	if c := p.cli[addr]; c != nil {
+		p.mu.Unlock()
 		return c, nil
 	}
-	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	conn, err := p.m.dial(dctx, addr, connForward)
-	if err != nil {
-		return nil, err
+	d := p.dialing[addr]
+	if d == nil {
+		d = &pendingDial{done: make(chan struct{})}
+		p.dialing[addr] = d
+		p.mu.Unlock()
+		// The dial is shared, so it is not bound to this caller's context.
+		dctx, cancel := context.WithTimeout(p.m.ctx, 2*time.Second)
+		conn, err := p.m.dial(dctx, addr, connForward)
+		cancel()
+		p.mu.Lock()
+		delete(p.dialing, addr)
+		switch {
+		case err != nil:
+			d.err = err
+		case p.m.ctx.Err() != nil: // closeAll has run
+			conn.Close()
+			d.err = ErrClosed
+		default:
+			d.c = rpc.NewClient(conn)
+			p.cli[addr] = d.c
+		}
+		p.mu.Unlock()
+		close(d.done)
+	} else {
+		p.mu.Unlock()
 	}
-	c = rpc.NewClient(conn)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if old := p.cli[addr]; old != nil { // lost a race: keep the first
-		c.Close()
-		return old, nil
+	select {
+	case <-d.done:
+		return d.c, d.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	p.cli[addr] = c
-	return c, nil
 }
 
 func (p *peers) drop(addr string, c *rpc.Client) {

@@ -11,12 +11,23 @@ import (
 // call would hang until the caller's own deadline; once this node sees another leader take
 // over (an election, about a second), the call can end.
 type leaderWatch struct {
-	mu      sync.Mutex
-	addr    raft.ServerAddress // the last leader known, never ""
-	changed chan struct{}      // closed when addr changes
+	mu       sync.Mutex
+	addr     raft.ServerAddress // the last leader known, never ""
+	changed  chan struct{}      // closed when addr changes
+	observed chan struct{}      // closed at every observation, "" included
 }
 
-func newLeaderWatch() *leaderWatch { return &leaderWatch{changed: make(chan struct{})} }
+func newLeaderWatch() *leaderWatch {
+	return &leaderWatch{changed: make(chan struct{}), observed: make(chan struct{})}
+}
+
+// next returns a channel closed at raft's next leader observation, whatever it says.
+// Callers waiting for a leader read raft's own view after taking it, so none is missed.
+func (w *leaderWatch) next() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.observed
+}
 
 // since returns a channel closed once the leader is no longer addr. When the watch does not
 // yet (or no longer) agree that addr leads, an observation is on its way and it cannot tell
@@ -37,6 +48,8 @@ func (w *leaderWatch) since(addr raft.ServerAddress) <-chan struct{} {
 func (w *leaderWatch) set(addr raft.ServerAddress) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	close(w.observed)
+	w.observed = make(chan struct{})
 	if addr != "" && addr != w.addr {
 		w.addr = addr
 		close(w.changed)

@@ -62,7 +62,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s.fsm = newFSM(limits{maxKey: cfg.MaxKeySize, maxValue: cfg.MaxValueSize}, cfg.HistoryEvents, cfg.HistoryAge, s.metrics)
 	s.mux = newMux(ctx, &s.wg, cfg.Layer, cfg.Secret, cfg.Logger)
-	s.peers = &peers{m: s.mux, cli: map[string]*rpc.Client{}}
+	s.peers = &peers{m: s.mux, cli: map[string]*rpc.Client{}, dialing: map[string]*pendingDial{}}
 	rpcSrv := rpc.NewServer()
 	if err := rpcSrv.RegisterName("Store", &rpcService{s: s}); err != nil {
 		cancel()
@@ -191,6 +191,7 @@ func (s *Store) Txn(ctx context.Context, ops ...Op) (*TxnResult, error) {
 	for {
 		var res *TxnResult
 		var err error
+		tried, _ := s.raft.LeaderWithID()
 		if s.raft.State() == raft.Leader {
 			res, err = s.applyLocal(data)
 		} else {
@@ -198,7 +199,7 @@ func (s *Store) Txn(ctx context.Context, ops ...Op) (*TxnResult, error) {
 		}
 		if errors.Is(err, ErrNotLeader) || errors.Is(err, errDial) {
 			// Nothing was applied: wait for a (new) leader and try again.
-			if werr := s.waitLeader(ctx); werr != nil {
+			if werr := s.waitLeader(ctx, tried); werr != nil {
 				return nil, werr
 			}
 			continue
@@ -271,13 +272,28 @@ func (s *Store) forwardApply(ctx context.Context, data []byte) (*TxnResult, erro
 	return res, nil
 }
 
-// waitLeader waits until some node is known as leader, up to ApplyTimeout.
-func (s *Store) waitLeader(ctx context.Context) error {
+// waitLeader waits, up to ApplyTimeout, until a call that failed at leader tried ("" for
+// none known) is worth making again: another leader is known, or tried still is after
+// retryPause (a dial can fail once). It wakes on raft's leader observations rather than
+// polling: during an election hundreds of requests wait here, and a 10 ms ticker each was
+// a fifth of a starved server's CPU, and retried a leader that had just said it no longer
+// led a hundred times a second.
+func (s *Store) waitLeader(ctx context.Context, tried raft.ServerAddress) error {
 	deadline := time.NewTimer(s.cfg.ApplyTimeout)
 	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
+	// raft drops an observation rather than block on a full channel: look now and then anyway.
+	poll := time.NewTicker(100 * time.Millisecond)
+	defer poll.Stop()
+	var pause <-chan time.Time
 	for {
+		next := s.leaderNow.next()
+		addr, _ := s.raft.LeaderWithID()
+		if addr != "" && addr != tried {
+			return nil
+		}
+		if addr != "" && pause == nil {
+			pause = time.After(retryPause)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -285,13 +301,16 @@ func (s *Store) waitLeader(ctx context.Context) error {
 			return ErrClosed
 		case <-deadline.C:
 			return ErrNoLeader
-		case <-tick.C:
-			if addr, _ := s.raft.LeaderWithID(); addr != "" {
-				return nil
-			}
+		case <-pause:
+			return nil
+		case <-next:
+		case <-poll.C:
 		}
 	}
 }
+
+// retryPause is how long a call waits before trying the same leader again.
+const retryPause = 20 * time.Millisecond
 
 // Create writes a key that must not exist.
 func (s *Store) Create(ctx context.Context, key string, value []byte) (KV, error) {
@@ -376,13 +395,14 @@ func (s *Store) ReadBarrier(ctx context.Context) error {
 	for {
 		var idx uint64
 		var err error
+		tried, _ := s.raft.LeaderWithID()
 		if s.raft.State() == raft.Leader {
 			idx, err = s.leaderReadIndex(ctx)
 		} else {
 			idx, err = s.forwardReadIndex(ctx)
 		}
 		if errors.Is(err, ErrNotLeader) || errors.Is(err, errDial) || errors.Is(err, errBroken) || errors.Is(err, errLeaderChanged) {
-			if werr := s.waitLeader(ctx); werr != nil {
+			if werr := s.waitLeader(ctx, tried); werr != nil {
 				return werr
 			}
 			continue
