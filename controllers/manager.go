@@ -45,6 +45,13 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 		if rc.UserAgent == "" {
 			rc.UserAgent = "skiff-controller-manager"
 		}
+		// Protobuf, as kube-controller-manager's --kube-api-content-type default: a new
+		// term's informers list every pod and node, and JSON decoding was most of that.
+		// The dynamic client sets its own JSON.
+		if rc.ContentType == "" {
+			rc.ContentType = "application/vnd.kubernetes.protobuf"
+			rc.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+		}
 		var err error
 		if m.client == nil {
 			if m.client, err = kubernetes.NewForConfig(rc); err != nil {

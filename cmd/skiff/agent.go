@@ -80,7 +80,7 @@ func newAgentCmd() *cobra.Command {
 			// The agent reaches the API through whichever server is alive: those its
 			// kubeconfig names, and those gossip reports once it has joined.
 			pool := cluster.NewServerPool(servers)
-			rc = pool.RestConfig(rc)
+			rc = cluster.PreferProtobuf(pool.RestConfig(rc))
 			// The kubelet's client limits (--kube-api-qps 50, --kube-api-burst 100), not
 			// client-go's 5 and 10, which throttle a node starting many pods at once.
 			if rc.QPS == 0 {

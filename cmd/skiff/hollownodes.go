@@ -112,7 +112,7 @@ API through the given servers (first alive). No gossip: the servers list is the 
 				// Each node prefers another server (the pool tries its list in order), so the
 				// nodes' load spreads over the servers as a real fleet's would.
 				rotated := append(append([]string(nil), servers[i%len(servers):]...), servers[:i%len(servers)]...)
-				rc = cluster.NewServerPool(rotated).RestConfig(rc)
+				rc = cluster.PreferProtobuf(cluster.NewServerPool(rotated).RestConfig(rc))
 				client, err := kubernetes.NewForConfig(rc)
 				if err != nil {
 					return err
