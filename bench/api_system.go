@@ -37,8 +37,8 @@ type apiSystem interface {
 type skiffSystem struct {
 	dir, binary string
 	// raftHeartbeat, if set, restarts the servers with --raft-heartbeat-timeout (as `skiff
-	// bench scheduler` can): the default 400 ms (lease 300 ms) loses leadership on a machine
-	// starved of CPU, and each loss restarts the controllers.
+	// bench scheduler` can): on a machine starved of CPU a short one loses leadership, and
+	// each loss restarts the controllers.
 	raftHeartbeat time.Duration
 	progress      io.Writer
 	lc            *cluster.LocalCluster

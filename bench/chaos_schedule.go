@@ -120,7 +120,7 @@ func planFaults(seed uint64, kinds []string, load time.Duration, leaderKills int
 }
 
 // holdFor is how long a fault lasts before recovery: long enough that an election must
-// happen (the Raft timeouts are 400 ms), short enough that twenty fit in five minutes.
+// happen (the Raft timeouts are 1 s), short enough that twenty fit in five minutes.
 func holdFor(kind string, rng *rand.Rand) time.Duration {
 	switch kind {
 	case FaultPause, FaultPartition, FaultPartitionPrimary, FaultNetem, FaultSlowDisk:

@@ -36,8 +36,8 @@ type SchedulerOptions struct {
 	Dir         string        // where the temporary cluster directory is made
 	ProfileDir  string        // if set, CPU profiles of every server while pods are bound
 	// RaftHeartbeat, if set, restarts the servers with --raft-heartbeat-timeout: on a
-	// machine starved of CPU the default 400ms costs a leader change every few seconds, and
-	// each one restarts the scheduler.
+	// machine starved of CPU a short one costs a leader change every few seconds, and each
+	// one restarts the scheduler.
 	RaftHeartbeat time.Duration
 	Command       string // recorded in the report
 	Progress      io.Writer

@@ -20,14 +20,16 @@ type Config struct {
 	// Secret is shared by all nodes; connections without it are refused.
 	Secret []byte
 
-	// Raft timing. The defaults are tuned for a LAN so that a killed leader is replaced in
-	// about a second: followers notice a silent leader after 400-800 ms (heartbeats go every
-	// HeartbeatTimeout/10), pre-vote and election take one round trip, and a leader that
-	// cannot reach a quorum steps down after LeaderLeaseTimeout. hashicorp/raft's defaults
-	// (1 s, 1 s, 500 ms) give 2 to 4 s.
-	HeartbeatTimeout   time.Duration // default 400ms
-	ElectionTimeout    time.Duration // default 400ms
-	LeaderLeaseTimeout time.Duration // default 300ms
+	// Raft timing. These decide how soon a silent leader (paused, cut off) is replaced:
+	// followers campaign after 1-2 heartbeat timeouts without one (heartbeats go every
+	// HeartbeatTimeout/10), and a leader that cannot reach a quorum steps down after
+	// LeaderLeaseTimeout. A killed leader does not wait for them: its port refuses and a
+	// follower campaigns at once (failover.go). 1 s, as etcd's election timeout, rides out
+	// a CPU-starved machine: with 400 ms, three servers sharing two cores with 1,000 hollow
+	// nodes changed leader every few seconds and scheduling stopped.
+	HeartbeatTimeout   time.Duration // default 1s
+	ElectionTimeout    time.Duration // default 1s
+	LeaderLeaseTimeout time.Duration // default 750ms
 	// CommitTimeout: with pipelined replication a follower learns the commit index only
 	// with the next append, or after this (randomised up to twice it) when there is none;
 	// it bounds how late a follower's watchers see a write. 2ms costs an empty append per
@@ -84,9 +86,9 @@ func (c *Config) setDefaults() error {
 			*d = v
 		}
 	}
-	def(&c.HeartbeatTimeout, 400*time.Millisecond)
-	def(&c.ElectionTimeout, 400*time.Millisecond)
-	def(&c.LeaderLeaseTimeout, 300*time.Millisecond)
+	def(&c.HeartbeatTimeout, time.Second)
+	def(&c.ElectionTimeout, time.Second)
+	def(&c.LeaderLeaseTimeout, 750*time.Millisecond)
 	def(&c.CommitTimeout, 2*time.Millisecond)
 	def(&c.SnapshotInterval, 30*time.Second)
 	def(&c.HistoryAge, 5*time.Minute)

@@ -413,3 +413,33 @@ func TestConcurrentForwardsShareOneDial(t *testing.T) {
 		t.Errorf("64 concurrent forwarded writes dialled the leader %d times, want 1", n)
 	}
 }
+
+// TestLeaderWhosePortRefusesIsReplacedAtOnce: with a 5 s heartbeat timeout, a stopped
+// leader (its connections closed, its port refusing) is replaced in well under the timeout,
+// and writes go on through the new leader.
+func TestLeaderWhosePortRefusesIsReplacedAtOnce(t *testing.T) {
+	c := rafttest.New(t, 3, rafttest.Options{Tune: func(cfg *raftstore.Config) {
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 5*time.Second, 5*time.Second, time.Second
+	}})
+	ctx := rafttest.Ctx(t, 60*time.Second)
+	old := c.Leader()
+	if _, err := old.Store().Put(ctx, "/failover/before", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	old.Stop()
+	nl := c.WaitLeader(20 * time.Second)
+	took := time.Since(stopped)
+	if nl == old {
+		t.Fatal("the stopped node still leads")
+	}
+	if took >= 3*time.Second {
+		t.Errorf("a new leader took %v after the old one's port closed, want well under the 5 s heartbeat timeout", took)
+	}
+	t.Logf("new leader %s %v after the old one stopped", nl.ID, took.Round(time.Millisecond))
+	for _, n := range c.Running() {
+		if _, err := n.Store().Put(ctx, "/failover/after-"+n.ID, []byte("2")); err != nil {
+			t.Errorf("write through %s: %v", n.ID, err)
+		}
+	}
+}

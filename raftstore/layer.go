@@ -55,9 +55,11 @@ type mux struct {
 	proof   [sha256.Size]byte
 	raftCh  chan net.Conn
 	forward func(net.Conn)
-	log     *slog.Logger
-	ctx     context.Context
-	wg      *sync.WaitGroup
+	// raftLost is told when an accepted Raft connection ends (fast failover).
+	raftLost func()
+	log      *slog.Logger
+	ctx      context.Context
+	wg       *sync.WaitGroup
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{} // accepted connections, closed on shutdown
@@ -103,14 +105,28 @@ func (m *mux) serve() {
 	}
 }
 
-// closeAccepted closes every accepted connection, ending the goroutines serving them.
-func (m *mux) closeAccepted() {
+// closeConns closes every accepted connection, ending the goroutines serving them, and
+// every Raft connection this node dialled: raft's transport keeps idle ones in its pool
+// past its Close, and a peer should see this node's connections end as after a crash.
+func (m *mux) closeConns() {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	for c := range m.conns {
+	conns := m.conns
+	m.conns = map[net.Conn]struct{}{}
+	m.mu.Unlock()
+	for c := range conns {
 		c.Close()
 	}
-	m.conns = map[net.Conn]struct{}{}
+}
+
+// trackedConn is a dialled connection that closeConns will close.
+type trackedConn struct {
+	net.Conn
+	m *mux
+}
+
+func (c *trackedConn) Close() error {
+	c.m.forget(c)
+	return c.Conn.Close()
 }
 
 func (m *mux) forget(c net.Conn) {
@@ -134,8 +150,12 @@ func (m *mux) route(conn net.Conn) {
 	}
 	switch hdr[0] {
 	case connRaft:
+		var rc net.Conn = conn
+		if m.raftLost != nil {
+			rc = &lossConn{Conn: conn, lost: m.raftLost}
+		}
 		select {
-		case m.raftCh <- conn:
+		case m.raftCh <- rc:
 		case <-m.ctx.Done():
 			conn.Close()
 		}
@@ -184,5 +204,17 @@ func (r raftStream) Addr() net.Addr { return r.m.layer.Addr() }
 func (r raftStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(r.m.ctx, timeout)
 	defer cancel()
-	return r.m.dial(ctx, string(addr), connRaft)
+	conn, err := r.m.dial(ctx, string(addr), connRaft)
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: conn, m: r.m}
+	r.m.mu.Lock()
+	defer r.m.mu.Unlock()
+	if r.m.ctx.Err() != nil {
+		conn.Close()
+		return nil, fmt.Errorf("raftstore: %w", net.ErrClosed)
+	}
+	r.m.conns[tc] = struct{}{}
+	return tc, nil
 }

@@ -69,6 +69,8 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.mux.forward = func(c net.Conn) { rpcSrv.ServeConn(c) }
+	fo := &failover{s: s}
+	s.mux.raftLost = fo.peerConnLost
 
 	if err := s.openRaft(); err != nil {
 		cancel()
@@ -161,11 +163,14 @@ func (s *Store) Addr() string { return s.cfg.Advertise }
 // Close shuts the node down: watchers end with ErrClosed, raft stops, files are closed.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		err := s.raft.Shutdown().Error()
+		// The listener first: a peer that sees this node's connections end finds its port
+		// refusing, as after a crash, and need not wait out a heartbeat timeout.
+		err := s.cfg.Layer.Close()
+		err = errors.Join(err, s.raft.Shutdown().Error())
 		s.cancel()
 		s.peers.closeAll()
-		err = errors.Join(err, s.transport.Close(), s.cfg.Layer.Close())
-		s.mux.closeAccepted()
+		err = errors.Join(err, s.transport.Close())
+		s.mux.closeConns()
 		s.wg.Wait()
 		s.closeErr = errors.Join(err, s.disk.Close())
 	})

@@ -76,7 +76,7 @@ Every process it starts is stopped when it ends.`,
 	fl.StringVar(&o.K8sWork, "k8s-work", filepath.Join(os.TempDir(), "k8s-reference"), "the reference's build WORK: binaries in its bin/")
 	fl.IntVar(&o.UpstreamEtcd, "upstream-etcd-members", 1, "etcd members of the reference (1 as kubeadm's single control plane, or 3)")
 	fl.StringVar(&o.ProfileDir, "profile", "", "directory for CPU profiles of skiff's servers during each phase, and their heap profiles")
-	fl.DurationVar(&o.RaftHeartbeat, "raft-heartbeat-timeout", 0, "restart skiff's servers with this --raft-heartbeat-timeout (default: the servers' own 400ms)")
+	fl.DurationVar(&o.RaftHeartbeat, "raft-heartbeat-timeout", 0, "restart skiff's servers with this --raft-heartbeat-timeout (default: the servers' own 1s)")
 	fl.Float64Var(&o.MinMemMB, "min-mem-mb", 512, "stop a step when the machine's MemAvailable falls below this")
 	fl.DurationVar(&o.Duration, "duration", 10*time.Second, "measured time of each ConfigMap phase and of each watch step")
 	fl.IntVar(&o.Pods, "pods", 10000, "pods in the listed namespace")

@@ -69,7 +69,7 @@ func newServerCmd() *cobra.Command {
 	f.DurationVar(&controllerOptions.NodeMonitorGracePeriod, "node-monitor-grace-period", 0, "how long a node may be silent before it is marked Unknown and tainted (default 40s)")
 	f.DurationVar(&controllerOptions.NodeMonitorPeriod, "node-monitor-period", 0, "how often the node lifecycle controller checks node health (default 5s)")
 	f.DurationVar(&controllerOptions.DefaultTolerationSeconds, "default-toleration", 0, "how long a pod without its own toleration stays on a not-ready or unreachable node (default 5m)")
-	f.DurationVar(&raftHeartbeat, "raft-heartbeat-timeout", 0, "Raft heartbeat and election timeout (default 400ms); longer rides out a machine starved of CPU, at the cost of slower failover")
+	f.DurationVar(&raftHeartbeat, "raft-heartbeat-timeout", 0, "Raft heartbeat and election timeout (default 1s; the leader lease is 3/4 of it): how soon a silent leader is replaced (a killed one is replaced at once); longer rides out a machine starved of CPU")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.AddCommand(newServerRecoverCmd())
 	return cmd
