@@ -14,7 +14,8 @@ import (
 
 const usage = `usage: testimage [echo ARGS... | sleep SECONDS | serve [--port N] |
                   get [--count N] [--sa] URL | resolve NAME |
-                  exit CODE | alloc MiB | write FILE CONTENT | cat FILE...]`
+                  exit CODE | alloc MiB | write FILE CONTENT | cat FILE... |
+                  udp HOST:PORT MESSAGE | keyctl]`
 
 // run dispatches a subcommand and returns the process exit code. It never
 // calls os.Exit itself so that tests can drive it in-process.
@@ -43,6 +44,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runWrite(rest, stderr)
 	case "cat":
 		return runCat(rest, stdout, stderr)
+	case "udp":
+		return runUDP(rest, stdout, stderr)
+	case "keyctl":
+		return runKeyctl(rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "testimage: unknown subcommand %q\n%s\n", cmd, usage)
 		return 2

@@ -9,7 +9,9 @@
 //	testimage                     serve HTTP on :8080 until SIGTERM
 //	testimage echo ARGS...        print the arguments joined by spaces
 //	testimage sleep SECONDS       sleep, ignoring SIGTERM (like a PID 1 without a handler)
-//	testimage serve --port N      serve HTTP on port N until SIGTERM
+//	testimage serve --port N [--udp-port M]
+//	                              serve HTTP on port N (/hostname, /clientip, ...) until
+//	                              SIGTERM; with --udp-port also answer UDP on M
 //	testimage get [--count N] [--sa] URL
 //	                              GET URL N times, print each body on its own line; fail
 //	                              on any error or non-2xx answer; --sa sends the pod's
@@ -19,6 +21,8 @@
 //	testimage alloc MiB           allocate and touch MiB mebibytes, then sleep
 //	testimage write FILE CONTENT  write CONTENT to FILE
 //	testimage cat FILE...         print the files' contents
+//	testimage udp HOST:PORT MSG   send MSG in a datagram, print the answer; fail without one
+//	testimage keyctl              try the keyctl system call, print "keyctl: ok" or its errno
 //
 // No subcommand is named "init": binaries that embed libcontainer reserve it.
 package main

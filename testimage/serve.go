@@ -19,6 +19,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	port := fs.Int("port", 8080, "TCP port to listen on (0 picks one)")
+	udpPort := fs.Int("udp-port", -1, "also answer UDP on this port (0 picks one; see serveUDP)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -29,6 +30,16 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := terminated()
 	defer stop()
+	if *udpPort >= 0 {
+		pc, err := net.ListenPacket("udp", fmt.Sprintf(":%d", *udpPort))
+		if err != nil {
+			fmt.Fprintf(stderr, "testimage serve: %v\n", err)
+			return 1
+		}
+		defer pc.Close()
+		fmt.Fprintf(stdout, "listening on udp %s\n", pc.LocalAddr())
+		go serveUDP(pc)
+	}
 	if err := serve(ctx, ln, stdout); err != nil {
 		fmt.Fprintf(stderr, "testimage serve: %v\n", err)
 		return 1
@@ -83,6 +94,10 @@ func newHandler() http.Handler {
 		sort.Strings(env)
 		io.WriteString(w, strings.Join(env, "\n")+"\n")
 	})
+	mux.HandleFunc("GET /clientip", func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		io.WriteString(w, host+"\n")
+	})
 	mux.HandleFunc("GET /hostname", func(w http.ResponseWriter, _ *http.Request) {
 		name, err := os.Hostname()
 		if err != nil {
@@ -92,4 +107,25 @@ func newHandler() http.Handler {
 		io.WriteString(w, name+"\n")
 	})
 	return mux
+}
+
+// serveUDP answers each datagram, as agnhost netexec's UDP server: "hostname"
+// with the host name, "clientip" with the sender's address, anything else
+// with itself. It returns when pc is closed.
+func serveUDP(pc net.PacketConn) {
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		reply := string(buf[:n])
+		switch strings.TrimSpace(reply) {
+		case "hostname":
+			reply, _ = os.Hostname()
+		case "clientip":
+			reply, _, _ = net.SplitHostPort(from.String())
+		}
+		_, _ = pc.WriteTo([]byte(reply+"\n"), from)
+	}
 }
