@@ -25,7 +25,17 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	skiffBin = filepath.Join(dir, "skiff")
-	build := exec.Command("go", "build", "-o", skiffBin, "github.com/skiff-dev/skiff/cmd/skiff")
+	// Built as the Makefile builds it: with the seccomp tag, whose libseccomp headers
+	// the Makefile's cdeps installs when they are missing.
+	if exec.Command("pkg-config", "--exists", "libseccomp").Run() != nil {
+		mk := exec.Command("make", "-C", "..", "cdeps")
+		mk.Stdout, mk.Stderr = os.Stderr, os.Stderr
+		if err := mk.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "installing libseccomp-dev for the seccomp build tag:", err)
+			os.Exit(1)
+		}
+	}
+	build := exec.Command("go", "build", "-tags", "seccomp", "-o", skiffBin, "github.com/skiff-dev/skiff/cmd/skiff")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building skiff:", err)
