@@ -90,6 +90,11 @@ type Config struct {
 	// HTTP (for example skiff.local to the agent's in-process test-image registry).
 	RegistryMirrors map[string]string
 
+	// SeccompProfileRoot holds the profiles pods name with a Localhost
+	// seccompProfile (default <DataDir>/seccomp, as the kubelet's
+	// <root-dir>/seccomp).
+	SeccompProfileRoot string
+
 	// PodManifestPath is a directory of static pod manifests, read every
 	// StaticPodCheckInterval (default 20 s, the kubelet's fileCheckFrequency).
 	PodManifestPath        string
@@ -223,6 +228,9 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("nodeagent data dir: %w", err)
 	}
 	cfg.DataDir = dir
+	if cfg.SeccompProfileRoot == "" {
+		cfg.SeccompProfileRoot = filepath.Join(dir, "seccomp")
+	}
 	for _, d := range []string{cfg.DataDir, podsDir(cfg.DataDir), logsDir(cfg.DataDir)} {
 		if err := os.MkdirAll(d, 0o750); err != nil {
 			return nil, fmt.Errorf("nodeagent data dir: %w", err)

@@ -41,6 +41,11 @@ func (w *podWorker) startContainer(ctx context.Context, pod *corev1.Pod, s start
 		return err
 	}
 	spec, err := w.containerSpec(ctx, pod, c, s.attempt, rootfs)
+	if errors.Is(err, errSeccompProfile) {
+		// The reason the kubelet reports when the runtime cannot load the
+		// profile it was given.
+		return fail("CreateContainerError", err)
+	}
 	if err != nil {
 		return fail("CreateContainerConfigError", err)
 	}
@@ -154,6 +159,10 @@ func (w *podWorker) containerSpec(ctx context.Context, pod *corev1.Pod, c *corev
 	if err != nil {
 		return runtime.Spec{}, err
 	}
+	security := runtimeSecurity(pod, c, sec)
+	if security.Seccomp, err = w.a.seccompProfile(sec.SeccompProfile); err != nil {
+		return runtime.Spec{}, err
+	}
 	imageID := rootfs.Digest
 	if imageID != "" {
 		imageID = repoOf(rootfs.Ref) + "@" + imageID
@@ -178,7 +187,7 @@ func (w *podWorker) containerSpec(ctx context.Context, pod *corev1.Pod, c *corev
 		NetNSPath:    w.sandboxNetNS(),
 		Resources:    containerResources(c),
 		Mounts:       mounts,
-		Security:     runtimeSecurity(pod, c, sec),
+		Security:     security,
 		Annotations: map[string]string{
 			annoNamespace: pod.Namespace,
 			annoPodName:   pod.Name,
@@ -229,6 +238,7 @@ func effectiveSecurity(pod *corev1.Pod, c *corev1.Container) corev1.SecurityCont
 	var out corev1.SecurityContext
 	if psc := pod.Spec.SecurityContext; psc != nil {
 		out.RunAsUser, out.RunAsGroup, out.RunAsNonRoot = psc.RunAsUser, psc.RunAsGroup, psc.RunAsNonRoot
+		out.SeccompProfile = psc.SeccompProfile
 	}
 	if sc := c.SecurityContext; sc != nil {
 		if sc.RunAsUser != nil {
@@ -239,6 +249,9 @@ func effectiveSecurity(pod *corev1.Pod, c *corev1.Container) corev1.SecurityCont
 		}
 		if sc.RunAsNonRoot != nil {
 			out.RunAsNonRoot = sc.RunAsNonRoot
+		}
+		if sc.SeccompProfile != nil {
+			out.SeccompProfile = sc.SeccompProfile
 		}
 		out.Capabilities, out.Privileged = sc.Capabilities, sc.Privileged
 		out.ReadOnlyRootFilesystem, out.AllowPrivilegeEscalation = sc.ReadOnlyRootFilesystem, sc.AllowPrivilegeEscalation

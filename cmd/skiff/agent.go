@@ -168,6 +168,7 @@ func newAgentCmd() *cobra.Command {
 	f.StringVar(&cfg.ClusterCIDR, "cluster-cidr", "10.244.0.0/16", "the pods' CIDR across the cluster: traffic to Services from outside it, and pods' traffic leaving it, is masqueraded")
 	f.StringSliceVar(&cfg.InsecureRegistries, "insecure-registry", nil, "registry host:port to pull from over plain HTTP (repeatable)")
 	f.StringVar(&cfg.PodManifestPath, "pod-manifest-path", "", "directory of static pod manifests")
+	f.StringVar(&cfg.SeccompProfileRoot, "seccomp-profile-root", "", "directory of the seccomp profiles pods name with type Localhost (default <data-dir>/agent/seccomp)")
 	f.StringVar(&testImageBin, "test-image-binary", "", "a static testimage binary to serve as "+TestImageRef+" from an in-process registry (for machines with no registry)")
 	f.IntVar(&cfg.ImageGC.HighPercent, "image-gc-high-threshold", 85, "disk usage percent at which unused images are deleted")
 	f.IntVar(&cfg.ImageGC.LowPercent, "image-gc-low-threshold", 80, "disk usage percent image GC frees down to")

@@ -80,6 +80,14 @@ func libcontainerConfig(spec Spec, rootfs, cgroupRoot string) (*configs.Config, 
 	}
 	if spec.Security.Privileged {
 		oci.Linux.MaskedPaths, oci.Linux.ReadonlyPaths = nil, nil
+	} else {
+		// A privileged container runs unconfined whatever its profile, as
+		// containerd and CRI-O run it.
+		sc, err := ociSeccomp(spec.Security.Seccomp, oci)
+		if err != nil {
+			return nil, err
+		}
+		oci.Linux.Seccomp = sc
 	}
 	for _, m := range spec.Mounts {
 		opts := []string{"rbind", "rprivate"}

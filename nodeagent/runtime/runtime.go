@@ -99,7 +99,28 @@ type Security struct {
 	ReadOnlyRootfs     bool     `json:",omitempty"`
 	NoNewPrivileges    bool     `json:",omitempty"`
 	SupplementalGroups []uint32 `json:",omitempty"`
+	// Seccomp filters the container's system calls; the zero value
+	// leaves them unfiltered (Kubernetes' Unconfined, its default).
+	Seccomp Seccomp `json:",omitzero"`
 }
+
+// Seccomp names a seccomp profile as a pod's seccompProfile does.
+type Seccomp struct {
+	// Type is SeccompRuntimeDefault, SeccompLocalhost or "" (unconfined).
+	Type string `json:",omitempty"`
+	// LocalhostPath is the profile's JSON file on the node, for
+	// SeccompLocalhost: Docker's profile format, which holds the OCI one.
+	LocalhostPath string `json:",omitempty"`
+}
+
+// Seccomp profile types, as Kubernetes names them.
+const (
+	// SeccompRuntimeDefault is the runtime's default profile: Docker's
+	// (github.com/moby/profiles/seccomp), which containerd and CRI-O
+	// also ship.
+	SeccompRuntimeDefault = "RuntimeDefault"
+	SeccompLocalhost      = "Localhost"
+)
 
 // Resources limits a container; zero values mean no limit.
 type Resources struct {
