@@ -267,6 +267,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.port = ln.Addr().(*net.TCPAddr).Port
 	a.portMu.Unlock()
 
+	if a.net != nil {
+		// The kernel's host-port rules may be gone (a reboot, a flushed
+		// ruleset) while the pods that asked for them still run.
+		if err := a.net.SyncHostPorts(); err != nil {
+			a.log.Warn("host ports", "err", err)
+		}
+	}
 	a.logs.start(ctx)
 	defer a.logs.wait()
 	var wg sync.WaitGroup

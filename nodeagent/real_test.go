@@ -99,7 +99,8 @@ func (ra *realAgent) launch(t *testing.T) {
 	if _, err := store.Add(context.Background(), image.TestImageRef, testImage); err != nil {
 		t.Fatal(err)
 	}
-	netm, err := network.New(network.Config{StateDir: filepath.Join(ra.dir, "agent", "network"), Bridge: ra.bridge})
+	// A host-port table of its own: other agents may share the test's network namespace.
+	netm, err := network.New(network.Config{StateDir: filepath.Join(ra.dir, "agent", "network"), Bridge: ra.bridge, HostPortTable: ra.bridge + "-hostports"})
 	if err != nil {
 		t.Fatal(err)
 	}

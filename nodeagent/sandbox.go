@@ -23,6 +23,9 @@ import (
 type sandbox struct {
 	netns string
 	ip    string
+	// hostPortsSet: the pod's host ports are in the node's table (set
+	// again for each new sandbox, so a restarted agent rewrites the table).
+	hostPortsSet bool
 }
 
 func podDir(dataDir string, uid types.UID) string {
@@ -65,6 +68,12 @@ func (w *podWorker) ensureSandbox(ctx context.Context, pod *corev1.Pod) error {
 		if err := w.writeEtcFiles(pod, dir); err != nil {
 			return err
 		}
+	}
+	if !w.sandbox.hostPortsSet {
+		if err := w.a.setHostPorts(pod, w.sandbox); err != nil {
+			return err
+		}
+		w.sandbox.hostPortsSet = true
 	}
 	if w.volSync.IsZero() {
 		if err := w.a.setupVolumes(ctx, pod); err != nil {

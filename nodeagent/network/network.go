@@ -1,8 +1,9 @@
 // Package network gives each pod of a node its network: a network
 // namespace, a veth from it to the node's bridge, and an address from the
 // node's pod CIDR; routes to other nodes' pod CIDRs go through those nodes'
-// addresses (host-gw). Without a pod CIDR a pod's namespace holds only
-// loopback.
+// addresses (host-gw); host ports are DNATed to pods in an nftables table
+// of their own, as the CNI portmap plugin does. Without a pod CIDR a pod's
+// namespace holds only loopback.
 package network
 
 import (
@@ -17,6 +18,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"sigs.k8s.io/knftables"
 )
 
 // Config configures a Manager.
@@ -29,6 +31,10 @@ type Config struct {
 	Bridge string
 	// MTU of the bridge and veths; default 1500.
 	MTU int
+	// HostPortTable is the nftables table (family ip) that maps host
+	// ports to pods; default "skiff-hostports". It is written only once a
+	// pod asks for a host port, and replaced whole each time.
+	HostPortTable string
 }
 
 // Manager sets up and tears down pod networks. It is safe for concurrent
@@ -40,6 +46,12 @@ type Manager struct {
 	cidr   *net.IPNet
 	gw     net.IP
 	routes map[string]Route
+
+	// hpMu serializes host-port changes; nft is the host-port table's
+	// interface, made on first use (nft may be missing where no pod
+	// asks for a host port).
+	hpMu sync.Mutex
+	nft  knftables.Interface
 }
 
 // Result is a pod's network.
@@ -67,7 +79,10 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.MTU == 0 {
 		cfg.MTU = 1500
 	}
-	for _, d := range []string{"netns", "ips"} {
+	if cfg.HostPortTable == "" {
+		cfg.HostPortTable = "skiff-hostports"
+	}
+	for _, d := range []string{"netns", "ips", "hostports"} {
 		if err := os.MkdirAll(filepath.Join(cfg.StateDir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("network state dir: %w", err)
 		}
@@ -234,11 +249,14 @@ func (m *Manager) plugVeth(id string, ns netns.NsHandle, h *netlink.Handle, ip n
 	return nil
 }
 
-// Teardown removes pod id's namespace (and with it eth0), its host veth
-// and its address. Missing pieces are fine: it is called again after
-// crashes.
+// Teardown removes pod id's host ports, namespace (and with it eth0), its
+// host veth and its address. Missing pieces are fine: it is called again
+// after crashes.
 func (m *Manager) Teardown(id string) error {
 	var errs []error
+	if err := m.removeHostPorts(id); err != nil {
+		errs = append(errs, err)
+	}
 	if l, err := netlink.LinkByName(HostVeth(id)); err == nil {
 		if err := netlink.LinkDel(l); err != nil {
 			errs = append(errs, fmt.Errorf("delete veth: %w", err))
