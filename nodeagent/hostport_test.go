@@ -112,9 +112,9 @@ func udpAskFrom(nsPath, addr, msg string) (string, error) {
 // container ports 8080/TCP and 8081/UDP ask for one host port: another
 // host reaches it at the node's address (and the pod sees that host's own
 // address), so does the node itself, and so do pods of the node, over TCP
-// and UDP. After the agent restarts over a table that was lost meanwhile,
-// the port works again; once the pod is deleted, the port is closed and
-// no rule names it.
+// and UDP, and the node at 127.0.0.1 too. After the agent restarts over a
+// table that was lost meanwhile, the port works again; once the pod is
+// deleted, the port is closed and no rule names it.
 func TestHostPortReachesPodFromOtherHostsTheNodeAndPods(t *testing.T) {
 	requireRoot(t)
 	requireNFT(t)
@@ -161,6 +161,20 @@ func TestHostPortReachesPodFromOtherHostsTheNodeAndPods(t *testing.T) {
 	}
 	if ip, err := udpAskFrom(hostNS, addr, "clientip"); err != nil || ip != host.ip+"\n" {
 		t.Fatalf("UDP client address seen by the pod: %q %v, want %s", ip, err, host.ip)
+	}
+
+	// At 127.0.0.1 from the node, once the pod bridge lets loopback-sourced
+	// packets out (route_localnet, which the service proxy sets with its
+	// guard; this test's agent runs no proxy).
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+a.bridge+"/route_localnet", []byte("1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	local := net.JoinHostPort("127.0.0.1", strconv.Itoa(int(hp)))
+	if name, err := httpGetFrom("", "http://"+local+"/hostname"); err != nil || name != "hp-server\n" {
+		t.Fatalf("TCP at %s from the node: %q %v", local, name, err)
+	}
+	if name, err := udpAskFrom("", local, "hostname"); err != nil || name != "hp-server\n" {
+		t.Fatalf("UDP at %s from the node: %q %v", local, name, err)
 	}
 
 	// From pods of the node, at the node's address.
