@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -20,12 +19,16 @@ import (
 // of the two followers' randomised timeouts (one to two heartbeat timeouts). When the
 // leader's process dies, though, its connections close at once, and its Raft port refuses
 // connections: that is certain, where silence is not. A follower that sees a connection
-// from its peers close checks the leader's port; if it refuses, the follower with the
-// lowest ID among the remaining voters starts an election at once, the way a leadership
-// transfer does (a TimeoutNow request, sent to itself), whose votes the others grant even
-// while they still know the dead leader. Votes still check terms and logs, so safety is
-// Raft's own; only the start of the election moves. A leader that is paused or cut off
-// (its port does not refuse) is left to the heartbeat timeout as before.
+// from its peers close checks the leader's port; if it refuses, one follower (the lowest ID
+// among the remaining voters that answer) picks the one with the longest log (the lowest ID
+// among equals) and has it start an election at once, the way a leadership transfer does:
+// a TimeoutNow request, whose candidate the others grant their votes even while they still
+// know the dead leader. The longest log, because the others refuse a shorter one: a server
+// restarted a moment ago and still catching up would lose, and the heartbeat timeouts
+// would decide after all; one decider, because two candidates at once split the votes.
+// Votes still check terms and logs, so safety is Raft's own; only the start of the
+// election moves. A leader that is paused or cut off (its port does not refuse) is left to
+// the heartbeat timeouts as before.
 
 // lossConn reports the end of an accepted Raft connection: the leader's heartbeat and
 // replication connections end when its process dies.
@@ -55,6 +58,10 @@ type failover struct {
 	s        *Store
 	checking atomic.Bool
 	again    atomic.Bool
+	// The dead leader (and its term) this node last started an election for: a second
+	// TimeoutNow could depose the successor.
+	actedAddr raft.ServerAddress
+	actedTerm uint64
 }
 
 // peerConnLost is called when an accepted Raft connection ends.
@@ -100,36 +107,77 @@ func (f *failover) check() {
 		return // the leader is there: the connection ended for another reason
 	}
 	if !errors.Is(err, syscall.ECONNREFUSED) {
+		s.cfg.Logger.Debug("raftstore: a peer connection ended; the leader's port does not refuse", "leader", string(leaderID), "err", err)
 		return // silence or a slow network: the heartbeat timeout decides
 	}
-	cf := s.raft.GetConfiguration()
-	if cf.Error() != nil {
+	term := s.raft.CurrentTerm()
+	if leaderAddr == f.actedAddr && term == f.actedTerm {
+		return // done once already for this leader
+	}
+	target, ok := f.successor(leaderID)
+	if !ok {
+		s.cfg.Logger.Debug("raftstore: the leader is gone; another follower decides who campaigns", "leader", string(leaderID))
 		return
 	}
-	var voters []string
-	for _, srv := range cf.Configuration().Servers {
-		if srv.Suffrage == raft.Voter && srv.ID != leaderID {
-			voters = append(voters, string(srv.ID))
-		}
-	}
-	slices.Sort(voters)
-	if len(voters) == 0 || voters[0] != s.cfg.ID {
-		return // the lowest ID campaigns; this node's vote will go to it
-	}
-	// Leadership may have moved while the port was checked: campaign only against the
-	// dead leader, never against one this node has since learnt of.
+	// Leadership may have moved while the port was checked: act only against the dead
+	// leader, never against one this node has since learnt of.
 	if a, _ := s.raft.LeaderWithID(); a != leaderAddr || s.raft.State() != raft.Follower {
 		return
 	}
+	f.actedAddr, f.actedTerm = leaderAddr, term
 	s.cfg.Logger.Warn("raftstore: the leader's port refuses connections: starting an election now",
-		"leader", string(leaderID), "addr", string(leaderAddr))
+		"leader", string(leaderID), "addr", string(leaderAddr), "candidate", string(target.ID))
 	self := raft.ServerAddress(s.transport.LocalAddr())
 	req := &raft.TimeoutNowRequest{RPCHeader: raft.RPCHeader{
 		ProtocolVersion: raft.ProtocolVersionMax,
 		ID:              []byte(s.cfg.ID),
 		Addr:            []byte(self),
 	}}
-	if err := s.transport.TimeoutNow(raft.ServerID(s.cfg.ID), self, req, &raft.TimeoutNowResponse{}); err != nil {
-		s.cfg.Logger.Warn("raftstore: could not start the election", "err", err)
+	if err := s.transport.TimeoutNow(target.ID, target.Address, req, &raft.TimeoutNowResponse{}); err != nil {
+		s.cfg.Logger.Warn("raftstore: could not start the election", "candidate", string(target.ID), "err", err)
 	}
+}
+
+// successor picks who should campaign for the dead leader's place, if this node is the one
+// to decide: of the voters other than the leader that answer within a moment (this node
+// included), the decider has the lowest ID and the successor the longest log (the lowest
+// ID among equals). Every follower sees the same live set, so exactly one decides.
+func (f *failover) successor(leaderID raft.ServerID) (raft.Server, bool) {
+	s := f.s
+	cf := s.raft.GetConfiguration()
+	if cf.Error() != nil {
+		return raft.Server{}, false
+	}
+	var self raft.Server
+	var peers []raft.Server
+	for _, srv := range cf.Configuration().Servers {
+		switch {
+		case srv.Suffrage != raft.Voter || srv.ID == leaderID:
+		case string(srv.ID) == s.cfg.ID:
+			self = srv
+		default:
+			peers = append(peers, srv)
+		}
+	}
+	if self.ID == "" {
+		return raft.Server{}, false // not a voter
+	}
+	best, bestIndex := self, s.raft.LastIndex()
+	for _, srv := range peers {
+		ctx, cancel := context.WithTimeout(s.ctx, 300*time.Millisecond)
+		var st PeerStatus
+		err := s.peers.call(ctx, nil, string(srv.Address), "Store.Status", struct{}{}, &st)
+		cancel()
+		if err != nil {
+			s.cfg.Logger.Debug("raftstore: no status from a peer", "peer", string(srv.ID), "err", err)
+			continue // it can neither campaign nor vote
+		}
+		if srv.ID < self.ID {
+			return raft.Server{}, false // a live follower with a lower ID decides
+		}
+		if st.LastIndex > bestIndex || (st.LastIndex == bestIndex && srv.ID < best.ID) {
+			best, bestIndex = srv, st.LastIndex
+		}
+	}
+	return best, true
 }

@@ -3,6 +3,7 @@ package rafttest
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -98,6 +99,7 @@ func (n *Node) Start() error {
 	cfg := raftstore.Config{ID: n.ID, Dir: n.Dir, Layer: n.Layer, Secret: n.c.Secret}
 	if os.Getenv("RAFTTEST_LOG") != "" {
 		cfg.RaftLog = os.Stderr
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", n.ID)
 	}
 	if n.c.Tune != nil {
 		n.c.Tune(&cfg)
