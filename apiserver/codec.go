@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
-	"strings"
 
 	"github.com/munnerz/goautoneg"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -81,14 +80,33 @@ func (c *codecs) decodeStorage(data []byte) (runtime.Object, error) {
 // mediaType is a negotiated response format.
 type mediaType struct {
 	info runtime.SerializerInfo
-	// table is set when the client asked for meta.k8s.io Table (kubectl get);
-	// partial when it asked for PartialObjectMetadata(List).
+	// as is the conversion the client asked for with as=, g= and v= (Table,
+	// PartialObjectMetadata or PartialObjectMetadataList in meta.k8s.io v1 or v1beta1);
+	// zero for the object itself.
+	as schema.GroupVersionKind
+	// table is set for as=Table (kubectl get); partial for either PartialObjectMetadata kind.
 	table, partial bool
 }
 
-// negotiate picks the response serializer from Accept, as kube-apiserver does: JSON unless
-// the client prefers YAML or protobuf, and the Table/PartialObjectMetadata conversions
-// when asked with the as= parameter.
+const (
+	kindPartial     = "PartialObjectMetadata"
+	kindPartialList = "PartialObjectMetadataList"
+)
+
+// acceptedTypes is kube-apiserver's message when no Accept clause can be served.
+const acceptedTypes = "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf"
+
+// errNotAcceptable is kube-apiserver's 406 (its negotiation.errNotAcceptable).
+func errNotAcceptable(msg string) error {
+	return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure,
+		Code: http.StatusNotAcceptable, Reason: metav1.StatusReasonNotAcceptable, Message: msg}}
+}
+
+// negotiate picks the response serializer from Accept as kube-apiserver's
+// NegotiateOutputMediaType does: the first clause, in the client's order of preference,
+// that names a supported media type with a conversion this server can make; 406 when
+// none does. A clause with an unknown as= (or g=, v=) is skipped, so a client can put a
+// plain type after it as a fallback.
 func (c *codecs) negotiate(r *http.Request) (mediaType, error) {
 	accept := r.Header.Get("Accept")
 	if accept == "" {
@@ -100,25 +118,46 @@ func (c *codecs) negotiate(r *http.Request) (mediaType, error) {
 		if clause.Type == "*" || clause.SubType == "*" {
 			typ = "application/json"
 		}
-		as := clause.Params["as"]
-		switch as {
-		case "", "Table", "PartialObjectMetadata", "PartialObjectMetadataList":
-		default:
-			continue
-		}
-		if as != "" && clause.Params["g"] != "meta.k8s.io" {
-			continue
-		}
-		if as != "" && clause.Params["v"] != "v1" && clause.Params["v"] != "v1beta1" {
-			continue
-		}
 		for _, info := range supported {
-			if info.MediaType == typ {
-				return mediaType{info: info, table: as == "Table", partial: strings.HasPrefix(as, "PartialObjectMetadata")}, nil
+			if info.MediaType != typ {
+				continue
+			}
+			if mt, ok := acceptClause(clause.Params, info); ok {
+				return mt, nil
 			}
 		}
 	}
-	return mediaType{}, apierrors.NewGenericServerResponse(http.StatusNotAcceptable, "", schema.GroupResource{}, "", "only application/json, application/yaml and application/vnd.kubernetes.protobuf are supported", 0, false)
+	return mediaType{}, errNotAcceptable(acceptedTypes)
+}
+
+// acceptClause is upstream's acceptMediaTypeOptions with the apiserver's
+// AllowsMediaTypeTransform: Table only as JSON or YAML, PartialObjectMetadata(List) in
+// every serialization, nothing else.
+func acceptClause(params map[string]string, info runtime.SerializerInfo) (mediaType, bool) {
+	mt := mediaType{info: info}
+	if v := params["stream"]; v != "" && (v != "watch" || info.StreamSerializer == nil) {
+		return mt, false
+	}
+	as, g, v := params["as"], params["g"], params["v"]
+	if as == "" && g == "" && v == "" {
+		return mt, true
+	}
+	if g != metav1.GroupName || (v != "v1" && v != "v1beta1") {
+		return mt, false
+	}
+	switch as {
+	case "Table":
+		if info.MediaType != runtime.ContentTypeJSON && info.MediaType != runtime.ContentTypeYAML {
+			return mt, false
+		}
+		mt.table = true
+	case kindPartial, kindPartialList:
+		mt.partial = true
+	default:
+		return mt, false
+	}
+	mt.as = schema.GroupVersionKind{Group: g, Version: v, Kind: as}
+	return mt, true
 }
 
 // bodyDecoder picks the request body's decoder from Content-Type (415 when unknown).

@@ -16,6 +16,21 @@ type request struct {
 	ri   *requestInfo
 	ns   string
 	user *UserInfo
+	// mt is the response format, negotiated before any work for the main resource and
+	// its status (a 406 changes nothing, as upstream); nil until then.
+	mt *mediaType
+}
+
+// mediaType negotiates the response format once per request.
+func (s *Server) mediaType(r *http.Request, q *request) (mediaType, error) {
+	if q.mt == nil {
+		mt, err := s.codecs.negotiate(r)
+		if err != nil {
+			return mediaType{}, err
+		}
+		q.mt = &mt
+	}
+	return *q.mt, nil
 }
 
 func (q *request) gr() schema.GroupResource { return q.rs.groupResource() }
@@ -39,6 +54,12 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request) {
 	if rs.Serve != nil {
 		rs.Serve(s, w, r, q)
 		return
+	}
+	if ri.Subresource == "" || ri.Subresource == "status" {
+		if _, err := s.mediaType(r, q); err != nil {
+			writeError(w, err, q.gr(), q.ri.Name)
+			return
+		}
 	}
 	switch ri.Subresource {
 	case "":

@@ -25,25 +25,21 @@ func canListRaw(mt mediaType, sel *selector) bool {
 	return mt.info.MediaType == protobufType && !mt.table && !mt.partial && sel.labels.Empty() && sel.fields.Empty()
 }
 
-// rawList encodes kvs as the kind's List in protobuf. Each item is the stored message
-// with one more metadata field appended: {resourceVersion: modRevision}. Protobuf merges a
-// repeated embedded message field into the first, and the last scalar wins, so a decoder
-// reads the item with its resourceVersion set (the stored one is empty).
-func rawList(q *request, kvs []rawItem, page listPageInfo) ([]byte, error) {
+// rawList encodes kvs as a List in protobuf, each item made from a stored object's message
+// by appendItem. Protobuf merges a repeated embedded message field into the first, and the
+// last scalar wins, so an item may carry its resourceVersion as one more metadata field
+// appended to the stored message (the stored one is empty).
+func rawList(apiVersion, listKind string, kvs []rawItem, page listPageInfo, appendItem func(dst, raw []byte, rv string) ([]byte, error)) ([]byte, error) {
 	var items bytes.Buffer
+	var item []byte
 	for _, kv := range kvs {
 		raw, err := unknownRaw(kv.value)
 		if err != nil {
 			return nil, err
 		}
-		rv := strconv.FormatInt(kv.modRevision, 10)
-		var meta []byte
-		meta = protowire.AppendTag(meta, 6, protowire.BytesType) // ObjectMeta.resourceVersion
-		meta = protowire.AppendString(meta, rv)
-		var item []byte
-		item = append(item, raw...)
-		item = protowire.AppendTag(item, 1, protowire.BytesType) // <Kind>.metadata
-		item = protowire.AppendBytes(item, meta)
+		if item, err = appendItem(item[:0], raw, strconv.FormatInt(kv.modRevision, 10)); err != nil {
+			return nil, err
+		}
 		b := protowire.AppendTag(nil, 2, protowire.BytesType) // <Kind>List.items
 		b = protowire.AppendBytes(b, item)
 		items.Write(b)
@@ -63,12 +59,11 @@ func rawList(q *request, kvs []rawItem, page listPageInfo) ([]byte, error) {
 	list = protowire.AppendBytes(list, lm)
 	list = append(list, items.Bytes()...)
 
-	gv := q.rs.GVR.GroupVersion()
 	var tm []byte
 	tm = protowire.AppendTag(tm, 1, protowire.BytesType) // TypeMeta.apiVersion
-	tm = protowire.AppendString(tm, gv.String())
+	tm = protowire.AppendString(tm, apiVersion)
 	tm = protowire.AppendTag(tm, 2, protowire.BytesType) // TypeMeta.kind
-	tm = protowire.AppendString(tm, q.rs.Kind+"List")
+	tm = protowire.AppendString(tm, listKind)
 	out := make([]byte, 0, len(list)+len(tm)+32)
 	out = append(out, protobufMagic...)
 	out = protowire.AppendTag(out, 1, protowire.BytesType) // Unknown.typeMeta
@@ -80,6 +75,21 @@ func rawList(q *request, kvs []rawItem, page listPageInfo) ([]byte, error) {
 	out = protowire.AppendTag(out, 4, protowire.BytesType) // Unknown.contentType
 	out = protowire.AppendString(out, "")
 	return out, nil
+}
+
+// appendRV appends {metadata (field 1 of every kind and of PartialObjectMetadata):
+// {resourceVersion: rv}}.
+func appendRV(dst []byte, rv string) []byte {
+	var m []byte
+	m = protowire.AppendTag(m, 6, protowire.BytesType) // ObjectMeta.resourceVersion
+	m = protowire.AppendString(m, rv)
+	dst = protowire.AppendTag(dst, 1, protowire.BytesType)
+	return protowire.AppendBytes(dst, m)
+}
+
+// appendObjectItem is the whole stored object with its resourceVersion.
+func appendObjectItem(dst, raw []byte, rv string) ([]byte, error) {
+	return appendRV(append(dst, raw...), rv), nil
 }
 
 type rawItem struct {
@@ -126,7 +136,7 @@ func (s *Server) handleRawList(w http.ResponseWriter, r *http.Request, q *reques
 		writeError(w, err, q.gr(), "")
 		return
 	}
-	out, err := rawList(q, items, page)
+	out, err := rawList(q.rs.GVR.GroupVersion().String(), q.rs.Kind+"List", items, page, appendObjectItem)
 	if err != nil {
 		writeError(w, err, q.gr(), "")
 		return

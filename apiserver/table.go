@@ -6,6 +6,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/duration"
 )
 
@@ -17,8 +18,8 @@ func ageColumn() metav1.TableColumnDefinition {
 
 // toTable is server-side printing for kubectl get: the registration's columns, and each
 // row's object as PartialObjectMetadata (or the whole object, or none) as asked.
-func (s *Server) toTable(rs *Resource, obj runtime.Object, include metav1.IncludeObjectPolicy) (*metav1.Table, error) {
-	t := &metav1.Table{TypeMeta: metav1.TypeMeta{Kind: "Table", APIVersion: "meta.k8s.io/v1"}}
+func (s *Server) toTable(rs *Resource, obj runtime.Object, include metav1.IncludeObjectPolicy, gv schema.GroupVersion) (*metav1.Table, error) {
+	t := &metav1.Table{TypeMeta: metav1.TypeMeta{Kind: "Table", APIVersion: gv.String()}}
 	var items []runtime.Object
 	if meta.IsListType(obj) {
 		var err error
@@ -52,7 +53,7 @@ func (s *Server) toTable(rs *Resource, obj runtime.Object, include metav1.Includ
 			s.codecs.setKind(it)
 			row.Object = runtime.RawExtension{Object: it}
 		default:
-			p, err := partialOf(it)
+			p, err := partialOf(it, gv)
 			if err != nil {
 				return nil, err
 			}

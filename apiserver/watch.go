@@ -80,12 +80,23 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, q *request)
 		writeError(w, err, q.gr(), "")
 		return
 	}
-	mt, err := s.codecs.negotiate(r)
+	mt, err := s.mediaType(r, q)
 	if err != nil || mt.info.StreamSerializer == nil {
 		if err == nil {
 			err = apierrors.NewBadRequest("no streaming serializer for " + mt.info.MediaType)
 		}
 		writeError(w, err, q.gr(), "")
+		return
+	}
+	switch {
+	case mt.as.Kind == kindPartialList:
+		// Skiff differs on purpose: upstream answers 200 and then ends the stream at the
+		// first event, which it cannot convert; a watch's events are single objects.
+		writeError(w, errNotAcceptable("you requested PartialObjectMetadataList, but a watch's events are single objects"), q.gr(), "")
+		return
+	case mt.table && opts.SendInitialEvents != nil && *opts.SendInitialEvents:
+		// As kube-apiserver 1.32: no Table for a watch that starts with the initial events.
+		writeError(w, errNotAcceptable(acceptedTypes), q.gr(), "")
 		return
 	}
 	flusher, ok := w.(http.Flusher)
@@ -128,7 +139,12 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, q *request)
 		}
 		lq := *q
 		lq.ri = &requestInfo{Resource: q.ri.Resource}
-		list, err := s.listObjects(ctx, &lq, &lo)
+		var list runtime.Object
+		if metadataOnly(mt, sel) { // a metadata informer's initial events: no whole object decoded
+			list, err = s.listPartial(ctx, &lq, &lo, sel, mt)
+		} else {
+			list, err = s.listObjects(ctx, &lq, &lo)
+		}
 		if err != nil {
 			writeError(w, err, q.gr(), "")
 			return

@@ -19,8 +19,8 @@ import (
 )
 
 // followHub streams a shared resource stream's events to one watcher until the watch ends.
-// Objects are shared with the other watchers: they are never modified here, and plain
-// (non-table) encodings are made once per event and media type.
+// Objects are shared with the other watchers: they are never modified here, and non-table
+// encodings are made once per event, media type and conversion.
 func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, sel *selector, bookmarks bool, last int64) {
 	var tick <-chan time.Time
 	if bookmarks {
@@ -28,11 +28,19 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 		defer t.Stop()
 		tick = t.C
 	}
-	plain := !ws.mt.table && !ws.mt.partial
-	// A plain watcher's frame depends only on the event type, the object and the media
-	// type: it is encoded (object, WatchEvent, framing) once per event for all watchers.
+	plain := !ws.mt.table
+	// A plain or PartialObjectMetadata watcher's frame depends only on the event type, the
+	// object, the media type and the conversion: it is encoded (object, WatchEvent,
+	// framing) once per event for all such watchers.
 	frameOf := func(typ watch.EventType, obj runtime.Object) ([]byte, error) {
 		var raw, frame bytes.Buffer
+		if ws.mt.partial {
+			p, err := partialOf(obj, ws.mt.as.GroupVersion())
+			if err != nil {
+				return nil, err
+			}
+			obj = p
+		}
 		if err := ws.mt.info.Serializer.Encode(obj, &raw); err != nil { // the kind was set when decoded
 			return nil, err
 		}
@@ -80,7 +88,7 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 			var err error
 			if plain {
 				var frame []byte
-				key := string(typ) + "|" + which + "|" + ws.mt.info.MediaType
+				key := string(typ) + "|" + which + "|" + ws.mt.info.MediaType + "|" + ws.mt.as.GroupVersion().String()
 				if frame, err = he.frame(key, func() ([]byte, error) { return frameOf(typ, obj) }); err == nil {
 					flush := len(sub.ch) == 0
 					err = ws.sendFrame(frame, flush)
