@@ -4,8 +4,8 @@ import (
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 
 	"github.com/skiff-dev/skiff/controllers/framework"
@@ -16,11 +16,11 @@ type ManagerConfig struct {
 	// RestConfig reaches the apiserver; the manager raises its client-side rate limits
 	// (client-go's default of 5 QPS would throttle the scheduler) unless set.
 	RestConfig *rest.Config
-	// Client and Dynamic, when set, are used instead of clients built from RestConfig
-	// (tests use client-go's fake clientset). Controllers that need Dynamic (garbage
+	// Client and Metadata, when set, are used instead of clients built from RestConfig
+	// (tests use client-go's fake clientset). Controllers that need Metadata (garbage
 	// collector, namespace) fail to start without it.
-	Client  kubernetes.Interface
-	Dynamic dynamic.Interface
+	Client   kubernetes.Interface
+	Metadata metadata.Interface
 
 	// Enabled is the --controllers list: "*", "name", "-name". Empty means "*".
 	Enabled []string

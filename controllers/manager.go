@@ -9,11 +9,11 @@ import (
 	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
 
@@ -23,7 +23,7 @@ import (
 // Manager runs the enabled controllers for as long as the context given to Run lasts.
 type Manager struct {
 	client  kubernetes.Interface
-	dynamic dynamic.Interface
+	meta    metadata.Interface
 	plugins []framework.Plugin
 	opts    framework.Options
 	metrics *framework.Metrics
@@ -33,7 +33,7 @@ type Manager struct {
 
 // NewManager checks the configuration and builds the clients; it starts nothing.
 func NewManager(cfg ManagerConfig) (*Manager, error) {
-	m := &Manager{client: cfg.Client, dynamic: cfg.Dynamic, log: cfg.Logger}
+	m := &Manager{client: cfg.Client, meta: cfg.Metadata, log: cfg.Logger}
 	if m.log == nil {
 		m.log = slog.Default()
 	}
@@ -58,9 +58,9 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 				return nil, fmt.Errorf("controllers: client: %w", err)
 			}
 		}
-		if m.dynamic == nil {
-			if m.dynamic, err = dynamic.NewForConfig(rc); err != nil {
-				return nil, fmt.Errorf("controllers: dynamic client: %w", err)
+		if m.meta == nil {
+			if m.meta, err = metadata.NewForConfig(rc); err != nil {
+				return nil, fmt.Errorf("controllers: metadata client: %w", err)
 			}
 		}
 	}
@@ -131,7 +131,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 		c, err := p.New(framework.Deps{
 			Client:    m.client,
-			Dynamic:   m.dynamic,
+			Metadata:  m.meta,
 			Informers: factory,
 			Recorder:  events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: source}),
 			Logger:    m.log.With("controller", p.Name),

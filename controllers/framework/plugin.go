@@ -4,9 +4,9 @@ import (
 	"context"
 	"log/slog"
 
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/record"
 )
 
@@ -35,7 +35,7 @@ type Plugin struct {
 // controllers of one leadership term, so a resource is watched once.
 type Deps struct {
 	Client    kubernetes.Interface
-	Dynamic   dynamic.Interface // nil when the manager was given only a typed client
+	Metadata  metadata.Interface // objects as PartialObjectMetadata; nil when the manager was given only a typed client
 	Informers informers.SharedInformerFactory
 	Recorder  record.EventRecorder
 	Logger    *slog.Logger

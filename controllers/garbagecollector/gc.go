@@ -13,12 +13,11 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/skiff-dev/skiff/controllers/framework"
@@ -40,10 +39,13 @@ type node struct {
 	foreground bool // deleting and waiting for its dependents
 }
 
-// Controller is the garbage collector.
+// Controller is the garbage collector. As kube-controller-manager's, it sees objects only
+// through their metadata (PartialObjectMetadata informers and the metadata client): the
+// ownership graph needs nothing else, and whole objects of every kind cost the leader
+// their full size in memory.
 type Controller struct {
 	client  kubernetes.Interface
-	dyn     dynamic.Interface
+	meta    metadata.Interface
 	log     *slog.Logger
 	workers int
 	queue   *framework.Queue
@@ -57,10 +59,10 @@ type Controller struct {
 
 // New builds the collector; it discovers resources only when it runs.
 func New(d framework.Deps) (framework.Controller, error) {
-	if d.Dynamic == nil {
-		return nil, errors.New("garbagecollector: needs a dynamic client")
+	if d.Metadata == nil {
+		return nil, errors.New("garbagecollector: needs a metadata client")
 	}
-	return &Controller{client: d.Client, dyn: d.Dynamic, log: d.Logger, workers: d.Options.Workers,
+	return &Controller{client: d.Client, meta: d.Metadata, log: d.Logger, workers: d.Options.Workers,
 		queue: framework.NewQueue("garbagecollector", d.Metrics, d.Logger)}, nil
 }
 
@@ -86,7 +88,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.stores = map[schema.GroupVersionResource]cache.Store{}
 	c.objects = map[types.UID]*node{}
 	c.dependents = map[types.UID]map[types.UID]bool{}
-	factory := dynamicinformer.NewDynamicSharedInformerFactory(c.dyn, 0)
+	factory := metadatainformer.NewSharedInformerFactory(c.meta, 0)
 	var synced []cache.InformerSynced
 	for _, r := range res {
 		c.kinds[r.GVK().GroupKind()] = r
@@ -111,7 +113,7 @@ func (c *Controller) Run(ctx context.Context) error {
 }
 
 func (c *Controller) observe(gvr schema.GroupVersionResource, obj any) {
-	u, ok := obj.(*unstructured.Unstructured)
+	u, ok := obj.(*metav1.PartialObjectMetadata)
 	if !ok {
 		return
 	}
@@ -142,7 +144,7 @@ func (c *Controller) forget(obj any) {
 	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = t.Obj
 	}
-	u, ok := obj.(*unstructured.Unstructured)
+	u, ok := obj.(*metav1.PartialObjectMetadata)
 	if !ok {
 		return
 	}
@@ -188,7 +190,7 @@ func (c *Controller) Reconcile(ctx context.Context, k string) (framework.Result,
 	if err != nil || !exists {
 		return framework.Result{}, err
 	}
-	u := obj.(*unstructured.Unstructured)
+	u := obj.(*metav1.PartialObjectMetadata)
 	if u.GetDeletionTimestamp() != nil {
 		fin := u.GetFinalizers()
 		switch {
@@ -210,7 +212,7 @@ func (c *Controller) Reconcile(ctx context.Context, k string) (framework.Result,
 		}
 		state[r.UID] = s
 	}
-	res := c.dyn.Resource(gvr).Namespace(ns)
+	res := c.meta.Resource(gvr).Namespace(ns)
 	uid := u.GetUID()
 	switch DecideDependent(refs, state) {
 	case DeleteBackground, DeleteForeground:
@@ -247,9 +249,9 @@ func (c *Controller) ownerState(ctx context.Context, r metav1.OwnerReference, ns
 	if !ok {
 		return OwnerPresent, nil // a kind this server does not serve: leave the object alone
 	}
-	var res dynamic.ResourceInterface = c.dyn.Resource(info.GVR)
+	var res metadata.ResourceInterface = c.meta.Resource(info.GVR)
 	if info.Namespaced {
-		res = c.dyn.Resource(info.GVR).Namespace(ns)
+		res = c.meta.Resource(info.GVR).Namespace(ns)
 	}
 	owner, err := res.Get(ctx, r.Name, metav1.GetOptions{})
 	switch {
@@ -278,13 +280,13 @@ func (c *Controller) dependentsOf(uid types.UID) []*node {
 }
 
 // orphanDependents removes the owner's references from its dependents, then its finalizer.
-func (c *Controller) orphanDependents(ctx context.Context, gvr schema.GroupVersionResource, owner *unstructured.Unstructured) error {
+func (c *Controller) orphanDependents(ctx context.Context, gvr schema.GroupVersionResource, owner *metav1.PartialObjectMetadata) error {
 	for _, d := range c.dependentsOf(owner.GetUID()) {
 		obj, exists, err := c.stores[d.gvr].GetByKey(storeKey(d.ns, d.name))
 		if err != nil || !exists {
 			continue
 		}
-		u := obj.(*unstructured.Unstructured)
+		u := obj.(*metav1.PartialObjectMetadata)
 		var keep []metav1.OwnerReference
 		for _, r := range u.GetOwnerReferences() {
 			if r.UID != owner.GetUID() {
@@ -300,7 +302,7 @@ func (c *Controller) orphanDependents(ctx context.Context, gvr schema.GroupVersi
 
 // deleteDependents deletes the owner's dependents (in foreground when they block it) and
 // drops its finalizer once no blocking dependent is left.
-func (c *Controller) deleteDependents(ctx context.Context, gvr schema.GroupVersionResource, owner *unstructured.Unstructured) (framework.Result, error) {
+func (c *Controller) deleteDependents(ctx context.Context, gvr schema.GroupVersionResource, owner *metav1.PartialObjectMetadata) (framework.Result, error) {
 	blocking := 0
 	for _, d := range c.dependentsOf(owner.GetUID()) {
 		var ref *metav1.OwnerReference
@@ -322,9 +324,9 @@ func (c *Controller) deleteDependents(ctx context.Context, gvr schema.GroupVersi
 		if Blocking(*ref) {
 			policy = metav1.DeletePropagationForeground
 		}
-		var res dynamic.ResourceInterface = c.dyn.Resource(d.gvr)
+		var res metadata.ResourceInterface = c.meta.Resource(d.gvr)
 		if d.ns != "" {
-			res = c.dyn.Resource(d.gvr).Namespace(d.ns)
+			res = c.meta.Resource(d.gvr).Namespace(d.ns)
 		}
 		if err := res.Delete(ctx, d.name, metav1.DeleteOptions{PropagationPolicy: &policy}); err != nil && !apierrors.IsNotFound(err) {
 			return framework.Result{}, fmt.Errorf("delete dependent %s %s: %w", d.gvr.Resource, d.name, err)
@@ -344,7 +346,7 @@ func storeKey(ns, name string) string {
 }
 
 // setOwnerRefs replaces an object's ownerReferences, guarded by its resourceVersion.
-func (c *Controller) setOwnerRefs(ctx context.Context, gvr schema.GroupVersionResource, u *unstructured.Unstructured, refs []metav1.OwnerReference) error {
+func (c *Controller) setOwnerRefs(ctx context.Context, gvr schema.GroupVersionResource, u *metav1.PartialObjectMetadata, refs []metav1.OwnerReference) error {
 	meta := map[string]any{"ownerReferences": refs, "resourceVersion": u.GetResourceVersion(), "uid": u.GetUID()}
 	if len(refs) == 0 {
 		meta["ownerReferences"] = nil
@@ -352,7 +354,7 @@ func (c *Controller) setOwnerRefs(ctx context.Context, gvr schema.GroupVersionRe
 	return c.mergePatch(ctx, gvr, u, meta)
 }
 
-func (c *Controller) removeFinalizer(ctx context.Context, gvr schema.GroupVersionResource, u *unstructured.Unstructured, f string) error {
+func (c *Controller) removeFinalizer(ctx context.Context, gvr schema.GroupVersionResource, u *metav1.PartialObjectMetadata, f string) error {
 	var keep []string
 	for _, x := range u.GetFinalizers() {
 		if x != f {
@@ -366,14 +368,14 @@ func (c *Controller) removeFinalizer(ctx context.Context, gvr schema.GroupVersio
 	return c.mergePatch(ctx, gvr, u, meta)
 }
 
-func (c *Controller) mergePatch(ctx context.Context, gvr schema.GroupVersionResource, u *unstructured.Unstructured, meta map[string]any) error {
+func (c *Controller) mergePatch(ctx context.Context, gvr schema.GroupVersionResource, u *metav1.PartialObjectMetadata, meta map[string]any) error {
 	patch, err := json.Marshal(map[string]any{"metadata": meta})
 	if err != nil {
 		return err
 	}
-	var res dynamic.ResourceInterface = c.dyn.Resource(gvr)
+	var res metadata.ResourceInterface = c.meta.Resource(gvr)
 	if u.GetNamespace() != "" {
-		res = c.dyn.Resource(gvr).Namespace(u.GetNamespace())
+		res = c.meta.Resource(gvr).Namespace(u.GetNamespace())
 	}
 	_, err = res.Patch(ctx, u.GetName(), types.MergePatchType, patch, metav1.PatchOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {

@@ -14,9 +14,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/skiff-dev/skiff/controllers/framework"
@@ -32,7 +32,7 @@ const recheck = 2 * time.Second
 // Controller empties deleted namespaces.
 type Controller struct {
 	client  kubernetes.Interface
-	dyn     dynamic.Interface
+	meta    metadata.Interface // lists what is left as metadata only, as upstream's deleter
 	log     *slog.Logger
 	workers int
 	lister  corelisters.NamespaceLister
@@ -42,11 +42,11 @@ type Controller struct {
 
 // New wires the controller to the namespace informer.
 func New(d framework.Deps) (framework.Controller, error) {
-	if d.Dynamic == nil {
-		return nil, errors.New("namespace: needs a dynamic client")
+	if d.Metadata == nil {
+		return nil, errors.New("namespace: needs a metadata client")
 	}
 	inf := d.Informers.Core().V1().Namespaces()
-	c := &Controller{client: d.Client, dyn: d.Dynamic, log: d.Logger, workers: d.Options.Workers,
+	c := &Controller{client: d.Client, meta: d.Metadata, log: d.Logger, workers: d.Options.Workers,
 		lister: inf.Lister(), synced: inf.Informer().HasSynced, queue: framework.NewQueue("namespace", d.Metrics, d.Logger)}
 	if _, err := inf.Informer().AddEventHandler(c.queue.Handler()); err != nil {
 		return nil, fmt.Errorf("namespace: %w", err)
@@ -80,7 +80,7 @@ func (c *Controller) Reconcile(ctx context.Context, name string) (framework.Resu
 		if !r.Namespaced || !r.Has("list") || !r.Has("delete") {
 			continue
 		}
-		ri := c.dyn.Resource(r.GVR).Namespace(name)
+		ri := c.meta.Resource(r.GVR).Namespace(name)
 		list, err := ri.List(ctx, metav1.ListOptions{})
 		if err != nil {
 			if apierrors.IsNotFound(err) || apierrors.IsMethodNotSupported(err) {
