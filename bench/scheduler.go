@@ -34,7 +34,7 @@ type SchedulerOptions struct {
 	Deployments int
 	Timeout     time.Duration // for every pod to be bound
 	Dir         string        // where the temporary cluster directory is made
-	ProfileDir  string        // if set, CPU profiles of every server while pods are bound
+	ProfileDir  string        // if set, CPU profiles of every server while pods are bound, heap profiles once bound
 	// RaftHeartbeat, if set, restarts the servers with --raft-heartbeat-timeout: on a
 	// machine starved of CPU a short one costs a leader change every few seconds, and each
 	// one restarts the scheduler.
@@ -222,6 +222,14 @@ wait:
 	}
 	if waitProfiles != nil {
 		waitProfiles()
+		// The heap once every pod is bound (after a GC): what the leader's informers hold.
+		say("leader %s", serverStatus(ctx, lc, servers).Leader)
+		profileServers(ctx, lc, servers, o.ProfileDir, "scheduler-heap", "heap?gc=1", say)()
+		for _, p := range servers {
+			if rss, peak, err := procMemMB(p.PID); err == nil {
+				say("%s: VmRSS %.0f MB, VmHWM %.0f MB", p.Name, rss, peak)
+			}
+		}
 	}
 	res := rec.result(start)
 	res.Command, res.Nodes, res.Pods, res.Deployments = o.Command, o.Nodes, o.Pods, o.Deployments
