@@ -29,6 +29,7 @@ import (
 // SchedulerOptions configure RunScheduler (`skiff bench scheduler`).
 type SchedulerOptions struct {
 	Exe         string // the skiff binary the servers and the hollow nodes run
+	Servers     int    // default 3; 1 is a control plane that no leader change disturbs
 	Nodes       int    // hollow nodes, all in one hollow-nodes process
 	Pods        int    // pods, created at once through Deployments
 	Deployments int
@@ -46,6 +47,7 @@ type SchedulerOptions struct {
 // SchedulerResult is the outcome of one scheduler benchmark.
 type SchedulerResult struct {
 	Command     string  `json:"command"`
+	Servers     int     `json:"servers"`
 	Elections   int     `json:"leaderChanges"` // Raft terms that began while pods were bound
 	Nodes       int     `json:"nodes"`
 	Pods        int     `json:"pods"`
@@ -66,6 +68,9 @@ type SchedulerResult struct {
 }
 
 func (o *SchedulerOptions) defaults() {
+	if o.Servers == 0 {
+		o.Servers = 3
+	}
 	if o.Nodes == 0 {
 		o.Nodes = 1000
 	}
@@ -96,8 +101,8 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (*SchedulerResult, er
 		return nil, err
 	}
 	defer cleanup()
-	say("starting 3 servers in %s", dir)
-	lc, err := cluster.Up(ctx, cluster.UpConfig{Dir: dir, Servers: 3, Agents: 0, Binary: o.Exe,
+	say("starting %d servers in %s", o.Servers, dir)
+	lc, err := cluster.Up(ctx, cluster.UpConfig{Dir: dir, Servers: o.Servers, Agents: 0, Binary: o.Exe,
 		Progress: prefixed(o.Progress, "scheduler: up: ")})
 	if err != nil {
 		return nil, fmt.Errorf("bench: cluster up: %w", err)
@@ -232,7 +237,7 @@ wait:
 		}
 	}
 	res := rec.result(start)
-	res.Command, res.Nodes, res.Pods, res.Deployments = o.Command, o.Nodes, o.Pods, o.Deployments
+	res.Command, res.Servers, res.Nodes, res.Pods, res.Deployments = o.Command, o.Servers, o.Nodes, o.Pods, o.Deployments
 	res.Elections = max(0, maxTerm(ctx, lc, servers)-termBefore)
 	// A run that timed out still reports what it measured, with the error.
 	return res, timedOut
@@ -407,14 +412,14 @@ func profileServers(ctx context.Context, lc *cluster.LocalCluster, servers []clu
 
 // WriteTable prints the result as a small table.
 func (r *SchedulerResult) WriteTable(w io.Writer) error {
-	_, err := fmt.Fprintf(w, `scheduler benchmark: %d hollow nodes, %d pods in %d Deployments, 3 servers on this machine
+	_, err := fmt.Fprintf(w, `scheduler benchmark: %d hollow nodes, %d pods in %d Deployments, %d servers on this machine
   pods bound                 %d
   created in                 %.1fs (Deployments written -> last pod created)
   bound in                   %.1fs (first pod created -> last pod bound)
   pods bound per second      %.0f  (end to end from the Deployments: %.0f; peak second %d)
   create->bound p50/p90/p99  %.0f / %.0f / %.0f ms (max %.0f ms)
   leader changes meanwhile   %d
-`, r.Nodes, r.Pods, r.Deployments, r.Bound, r.CreatedIn, r.BoundIn, r.PodsPerSecond, r.EndToEndPerSecond, r.PeakPerSecond,
+`, r.Nodes, r.Pods, r.Deployments, r.Servers, r.Bound, r.CreatedIn, r.BoundIn, r.PodsPerSecond, r.EndToEndPerSecond, r.PeakPerSecond,
 		r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs, r.Elections)
 	return err
 }

@@ -42,6 +42,7 @@ stopped, and its data removed, when it ends or is interrupted.`,
 		},
 	}
 	f := cmd.Flags()
+	f.IntVar(&o.Servers, "servers", 3, "servers (1: no leader changes)")
 	f.IntVar(&o.Nodes, "nodes", 1000, "hollow nodes")
 	f.IntVar(&o.Pods, "pods", 10000, "pods to create at once")
 	f.IntVar(&o.Deployments, "deployments", 10, "Deployments the pods are spread over")
