@@ -35,7 +35,7 @@ type SchedulerOptions struct {
 	Deployments int
 	Timeout     time.Duration // for every pod to be bound
 	Dir         string        // where the temporary cluster directory is made
-	ProfileDir  string        // if set, CPU profiles of every server while pods are bound, heap profiles once bound
+	ProfileDir  string        // if set, CPU profiles of every server while pods are bound, heap profiles once Running
 	// RaftHeartbeat, if set, restarts the servers with --raft-heartbeat-timeout: on a
 	// machine starved of CPU a short one costs a leader change every few seconds, and each
 	// one restarts the scheduler.
@@ -227,7 +227,13 @@ wait:
 	}
 	if waitProfiles != nil {
 		waitProfiles()
-		// The heap once every pod is bound (after a GC): what the leader's informers hold.
+		// The heap once every pod is Running and their status writes are over (after a GC):
+		// what the leader's informers hold, not the requests in flight.
+		for settle := time.Now(); rec.runningCount() < o.Pods && time.Since(settle) < 2*time.Minute; {
+			time.Sleep(time.Second)
+		}
+		say("%d pods Running", rec.runningCount())
+		time.Sleep(10 * time.Second)
 		say("leader %s", serverStatus(ctx, lc, servers).Leader)
 		profileServers(ctx, lc, servers, o.ProfileDir, "scheduler-heap", "heap?gc=1", say)()
 		for _, p := range servers {
@@ -301,10 +307,11 @@ type bindRecorder struct {
 	mu      sync.Mutex
 	created map[types.UID]time.Time
 	bound   map[types.UID]time.Time
+	running map[types.UID]bool
 }
 
 func newBindRecorder() *bindRecorder {
-	return &bindRecorder{created: map[types.UID]time.Time{}, bound: map[types.UID]time.Time{}}
+	return &bindRecorder{created: map[types.UID]time.Time{}, bound: map[types.UID]time.Time{}, running: map[types.UID]bool{}}
 }
 
 func (r *bindRecorder) observe(p *corev1.Pod) {
@@ -317,6 +324,15 @@ func (r *bindRecorder) observe(p *corev1.Pod) {
 	if _, ok := r.bound[p.UID]; !ok && p.Spec.NodeName != "" {
 		r.bound[p.UID] = now
 	}
+	if p.Status.Phase == corev1.PodRunning {
+		r.running[p.UID] = true
+	}
+}
+
+func (r *bindRecorder) runningCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.running)
 }
 
 func (r *bindRecorder) counts() (created, bound int) {

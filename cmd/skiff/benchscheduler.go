@@ -48,7 +48,7 @@ stopped, and its data removed, when it ends or is interrupted.`,
 	f.IntVar(&o.Deployments, "deployments", 10, "Deployments the pods are spread over")
 	f.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "how long every pod may take to be bound")
 	f.StringVar(&o.Dir, "dir", "", "where the temporary cluster directory is made (default: the system temp dir)")
-	f.StringVar(&o.ProfileDir, "profile", "", "directory for 20s CPU profiles of each server taken as the pods are created, and their heap profiles once the pods are bound")
+	f.StringVar(&o.ProfileDir, "profile", "", "directory for 20s CPU profiles of each server taken as the pods are created, and their heap profiles once the pods are Running")
 	f.DurationVar(&o.RaftHeartbeat, "raft-heartbeat-timeout", 0, "restart the servers with this --raft-heartbeat-timeout (default: the servers' own 1s)")
 	f.StringVar(&out, "out", "", "also write the result as JSON to this file")
 	return cmd
