@@ -47,7 +47,7 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 		}
 		// Protobuf, as kube-controller-manager's --kube-api-content-type default: a new
 		// term's informers list every pod and node, and JSON decoding was most of that.
-		// The dynamic client sets its own JSON.
+		// The metadata client sets its own (protobuf first too).
 		if rc.ContentType == "" {
 			rc.ContentType = "application/vnd.kubernetes.protobuf"
 			rc.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
