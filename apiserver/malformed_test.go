@@ -68,6 +68,8 @@ func TestMalformedRequestsGetStatusAndChangeNothing(t *testing.T) {
 		{"broken JSON patch", "PATCH", cmURL + "/existing", "application/json-patch+json", `[{"op":"explode"}]`, admin, 422},
 		{"JSON patch of a missing path", "PATCH", cmURL + "/existing", "application/json-patch+json", `[{"op":"replace","path":"/nope/x","value":1}]`, admin, 422},
 		{"broken merge patch", "PATCH", cmURL + "/existing", "application/merge-patch+json", `{`, admin, 400},
+		{"patch naming another uid", "PATCH", cmURL + "/existing", "application/merge-patch+json", `{"metadata":{"uid":"6a3c1f3e-0000-4000-8000-000000000000"},"data":{"u":"1"}}`, admin, 422},
+		{"update naming another uid", "PUT", cmURL + "/existing", "application/json", `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"existing","uid":"6a3c1f3e-0000-4000-8000-000000000000"},"data":{"u":"1"}}`, admin, 409},
 		{"patch changing the name", "PATCH", cmURL + "/existing", "application/merge-patch+json", `{"metadata":{"name":"x"}}`, admin, 400},
 		{"stale resourceVersion in a patch", "PATCH", cmURL + "/existing", "application/merge-patch+json", `{"metadata":{"resourceVersion":"` + staleRV + `"},"data":{"q":"1"}}`, admin, 409},
 		{"apply without fieldManager", "PATCH", cmURL + "/existing", "application/apply-patch+yaml", `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"existing"}}`, admin, 422},

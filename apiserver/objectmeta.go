@@ -72,7 +72,11 @@ func (s *Server) prepareCreate(rs *Resource, obj runtime.Object, now time.Time) 
 func prepareUpdate(rs *Resource, sub string, obj, old runtime.Object) {
 	m, _ := meta.Accessor(obj)
 	om, _ := meta.Accessor(old)
-	m.SetUID(om.GetUID())
+	// An update may leave uid out; one that names another uid fails validation (immutable),
+	// which is how the kubelet's status patches make sure they reach the pod they meant.
+	if m.GetUID() == "" {
+		m.SetUID(om.GetUID())
+	}
 	m.SetCreationTimestamp(om.GetCreationTimestamp())
 	m.SetDeletionTimestamp(om.GetDeletionTimestamp())
 	m.SetDeletionGracePeriodSeconds(om.GetDeletionGracePeriodSeconds())

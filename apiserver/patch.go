@@ -123,15 +123,14 @@ func (s *Server) applyPatch(w http.ResponseWriter, q *request, pt types.PatchTyp
 }
 
 // checkPatchedIdentity refuses patches that rename or move the object, and treats a
-// resourceVersion changed by the patch as a precondition.
+// resourceVersion changed by the patch as a precondition. A uid changed by the patch is
+// left to validation (422, field is immutable), as kube-apiserver does: the kubelet's
+// status patches carry the pod's uid to be sure they reach the pod they meant.
 func checkPatchedIdentity(q *request, obj, old runtime.Object) error {
 	m, _ := meta.Accessor(obj)
 	om, _ := meta.Accessor(old)
 	if m.GetName() != om.GetName() || (q.rs.Namespaced && m.GetNamespace() != om.GetNamespace()) {
 		return apierrors.NewBadRequest("the name or namespace of the object may not be changed by a patch")
-	}
-	if m.GetUID() != om.GetUID() && m.GetUID() != "" {
-		return apierrors.NewConflict(q.gr(), q.ri.Name, fmt.Errorf("uid precondition failed"))
 	}
 	if m.GetResourceVersion() != om.GetResourceVersion() && m.GetResourceVersion() != "" {
 		return errConflict(q)

@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -39,8 +40,13 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request, q *request
 		writeError(w, apierrors.NewBadRequest("the namespace of the provided object does not match the namespace sent on the request"), q.gr(), q.ri.Name)
 		return
 	}
-	wantRV := m.GetResourceVersion()
+	wantRV, wantUID := m.GetResourceVersion(), m.GetUID()
 	out, _, err := s.update(r.Context(), q, wo, func(old runtime.Object, rev int64) (runtime.Object, error) {
+		// A uid in the body is a precondition, as kube-apiserver's (409, not the 422 a
+		// patch that changes the uid gets from validation).
+		if om, _ := meta.Accessor(old); wantUID != "" && wantUID != om.GetUID() {
+			return nil, apierrors.NewConflict(q.gr(), q.ri.Name, fmt.Errorf("Precondition failed: UID in precondition: %s, UID in object meta: %s", wantUID, om.GetUID()))
+		}
 		if wantRV != "" {
 			n, err := parseRV(wantRV)
 			if err != nil {
