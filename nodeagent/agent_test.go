@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/skiff-dev/skiff/nodeagent/runtime"
 )
@@ -142,6 +144,36 @@ func TestHollowPodGoesRunningAndReady(t *testing.T) {
 		}
 		return p.Status.StartTime != nil && p.Status.HostIP != "", "startTime/hostIP"
 	})
+}
+
+// TestPodStatusIsPatched: as the kubelet's status manager, the agent sends its pod's status
+// as a strategic merge patch with the pod's uid, never a read-modify-update that conflicts
+// with other writers (and costs a read on each conflict).
+func TestPodStatusIsPatched(t *testing.T) {
+	client := fake.NewSimpleClientset(testPod("web"))
+	startHollowAgent(t, client, nil)
+	eventually(t, 10*time.Second, "pod running", func() (bool, string) {
+		p, err := getPod(client, "web")
+		return err == nil && p.Status.Phase == corev1.PodRunning, "not running"
+	})
+	patches := 0
+	for _, a := range client.Actions() {
+		if a.GetResource().Resource != "pods" || a.GetSubresource() != "status" {
+			continue
+		}
+		switch a := a.(type) {
+		case k8stesting.PatchAction:
+			if a.GetPatchType() != types.StrategicMergePatchType || !strings.Contains(string(a.GetPatch()), `"uid":"uid-web"`) {
+				t.Errorf("status patch %s %s: want a strategic merge patch with the pod's uid", a.GetPatchType(), a.GetPatch())
+			}
+			patches++
+		default:
+			t.Errorf("status written with %s, want patch", a.GetVerb())
+		}
+	}
+	if patches == 0 {
+		t.Error("no status patch")
+	}
 }
 
 func TestDeletingPodStopsContainersThenDeletesObject(t *testing.T) {

@@ -2,20 +2,30 @@ package nodeagent
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/util/retry"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/strategicpatch"
 )
 
-// updateStatus computes the pod's status and writes it through the status
-// subresource if it differs from what the API has. On a conflict it reads
-// the pod again and reapplies the status, which depends only on the spec
-// and on what the node observes.
+// updateStatus computes the pod's status and, if it differs from what the API has, sends
+// the difference as a strategic merge patch of the status subresource, as the kubelet's
+// status manager does: no resourceVersion, so no conflict with the writes of others (the
+// scheduler's binding, a controller's labels) and no read to retry one; the pod's uid in
+// the patch makes sure it reaches this pod and not a new one of the same name. Status
+// depends only on the spec and on what the node observes.
 func (w *podWorker) updateStatus(ctx context.Context, pod *corev1.Pod, recs podRecords, p plan, deleting bool) {
+	// The informer's copy can lack this worker's own last write (its event is on the way):
+	// a status computed from it would restart the conditions' transition times.
+	if lw := w.written; lw != nil && lw.UID == pod.UID && olderRV(pod.ResourceVersion, lw.ResourceVersion) {
+		pod = lw
+	}
 	in := statusInput{
 		pod: pod, recs: recs, plan: p, probes: w.probes,
 		podIP: w.sandboxIP(), hostIP: w.a.nodeIP().String(), now: time.Now(), deleted: deleting,
@@ -31,26 +41,46 @@ func (w *podWorker) updateStatus(ctx context.Context, pod *corev1.Pod, recs podR
 	if apiequality.Semantic.DeepEqual(st, pod.Status) {
 		return
 	}
-	pods := w.a.cfg.Client.CoreV1().Pods(pod.Namespace)
-	cur := pod
-	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-		next := cur.DeepCopy()
-		in.pod = cur
-		next.Status = computeStatus(in)
-		_, err := pods.UpdateStatus(ctx, next, metav1.UpdateOptions{})
-		if apierrors.IsConflict(err) {
-			fresh, gerr := pods.Get(ctx, pod.Name, metav1.GetOptions{})
-			if gerr != nil {
-				return gerr
-			}
-			if fresh.UID != pod.UID {
-				return nil // replaced by another pod of the same name
-			}
-			cur = fresh
-		}
-		return err
-	})
-	if err != nil && !apierrors.IsNotFound(err) && ctx.Err() == nil {
+	patch, err := statusPatch(pod.UID, pod.Status, st)
+	if err != nil {
+		w.a.log.Warn("pod status patch", "pod", pod.Namespace+"/"+pod.Name, "err", err)
+		return
+	}
+	updated, err := w.a.cfg.Client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
+	switch {
+	case err == nil:
+		w.written = updated
+	case apierrors.IsNotFound(err), apierrors.IsInvalid(err) && updatedUIDRefused(err), ctx.Err() != nil:
+		// Gone, or replaced by another pod of the same name: nothing to report.
+	default:
 		w.a.log.Warn("updating pod status", "pod", pod.Namespace+"/"+pod.Name, "err", err)
 	}
+}
+
+// statusPatch is the kubelet's status patch: a two-way strategic merge patch from the old
+// status to the new one, with the pod's uid as a precondition.
+func statusPatch(uid types.UID, old, updated corev1.PodStatus) ([]byte, error) {
+	oldData, err := json.Marshal(corev1.Pod{Status: old})
+	if err != nil {
+		return nil, err
+	}
+	newData, err := json.Marshal(corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: uid}, Status: updated})
+	if err != nil {
+		return nil, err
+	}
+	return strategicpatch.CreateTwoWayMergePatch(oldData, newData, corev1.Pod{})
+}
+
+// updatedUIDRefused tells a patch refused because its uid is not the stored pod's.
+func updatedUIDRefused(err error) bool {
+	var se apierrors.APIStatus
+	if !errors.As(err, &se) || se.Status().Details == nil {
+		return false
+	}
+	for _, c := range se.Status().Details.Causes {
+		if c.Field == "metadata.uid" {
+			return true
+		}
+	}
+	return false
 }

@@ -25,6 +25,7 @@ type podWorker struct {
 
 	// Owned by the run goroutine.
 	last    *corev1.Pod
+	written *corev1.Pod // as the API answered this worker's last status patch
 	sandbox *sandbox
 	watched map[string]bool // container IDs with an exit watcher
 	// waiting holds why a container could not start (image pull, config)
