@@ -20,10 +20,12 @@ type nodeFleet interface {
 	Stop()
 }
 
-// fleetFunc is a nodeFleet from two functions; nil ones do nothing.
+// fleetFunc is a nodeFleet from two functions; nil ones do nothing. pid is its process,
+// when it is one (skiff's hollow-nodes), for its memory.
 type fleetFunc struct {
 	alive func() error
 	stop  func()
+	pid   int
 }
 
 func (f fleetFunc) Alive() error {
@@ -117,33 +119,15 @@ func runSchedule(ctx context.Context, client kubernetes.Interface, sp scheduleSp
 		return nil, err
 	}
 	rec := newPodTimes()
-	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(sp.ns))
-	inf := factory.Core().V1().Pods().Informer()
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { rec.observe(obj.(*corev1.Pod)) },
-		UpdateFunc: func(_, obj any) { rec.observe(obj.(*corev1.Pod)) },
-	}); err != nil {
+	_, stopInformer, err := watchPodTimes(client, sp.ns, rec)
+	if err != nil {
 		return nil, err
 	}
-	stop := make(chan struct{})
-	defer func() { close(stop); factory.Shutdown() }()
-	factory.Start(stop)
-	if !cache.WaitForCacheSync(stop, inf.HasSynced) {
-		return nil, fmt.Errorf("pod informer in %s did not sync", sp.ns)
-	}
-	deployments := max(1, (sp.pods+999)/1000)
-	say("%s: %d pods through %d Deployments onto %d %s", sp.system, sp.pods, deployments, sp.nodes, sp.variant)
+	defer stopInformer()
+	say("%s: %d pods through %d Deployments onto %d %s", sp.system, sp.pods, deploymentsFor(sp.pods), sp.nodes, sp.variant)
 	start := time.Now()
-	for i := range deployments {
-		replicas := int32(sp.pods / deployments)
-		if i < sp.pods%deployments {
-			replicas++
-		}
-		d := benchDeployment(fmt.Sprintf("sched-%d", i), replicas)
-		d.Spec.Template.Spec.NodeSelector = sp.nodeSelector
-		if _, err := client.AppsV1().Deployments(sp.ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
-			return nil, fmt.Errorf("create Deployment: %w", err)
-		}
+	if err := createDeployments(ctx, client, sp.ns, "sched", sp.pods, sp.nodeSelector); err != nil {
+		return nil, err
 	}
 	deadline := time.NewTimer(sp.timeout)
 	defer deadline.Stop()
@@ -174,4 +158,46 @@ wait:
 		scheduleRow(sp.system, sp.step, "schedule-running", sp.variant, sp.nodes, sp.pods, start, rec.created, rec.running, waited),
 	}
 	return rows, stopped
+}
+
+// watchPodTimes starts a pod informer on ns that feeds rec, and waits for its first list.
+// The informer's store holds the namespace's pods as last seen; stop ends it.
+func watchPodTimes(client kubernetes.Interface, ns string, rec *podTimes) (inf cache.SharedIndexInformer, stop func(), err error) {
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(ns))
+	inf = factory.Core().V1().Pods().Informer()
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { rec.observe(obj.(*corev1.Pod)) },
+		UpdateFunc: func(_, obj any) { rec.observe(obj.(*corev1.Pod)) },
+	}); err != nil {
+		return nil, nil, err
+	}
+	done := make(chan struct{})
+	stop = func() { close(done); factory.Shutdown() }
+	factory.Start(done)
+	if !cache.WaitForCacheSync(done, inf.HasSynced) {
+		stop()
+		return nil, nil, fmt.Errorf("pod informer in %s did not sync", ns)
+	}
+	return inf, stop, nil
+}
+
+// deploymentsFor is how many Deployments carry pods: 1,000 replicas at most each.
+func deploymentsFor(pods int) int { return max(1, (pods+999)/1000) }
+
+// createDeployments creates pods replicas in ns through deploymentsFor(pods) Deployments
+// named <prefix>-<i>, onto nodes matching nodeSelector (none: any).
+func createDeployments(ctx context.Context, client kubernetes.Interface, ns, prefix string, pods int, nodeSelector map[string]string) error {
+	n := deploymentsFor(pods)
+	for i := range n {
+		replicas := int32(pods / n)
+		if i < pods%n {
+			replicas++
+		}
+		d := benchDeployment(fmt.Sprintf("%s-%d", prefix, i), replicas)
+		d.Spec.Template.Spec.NodeSelector = nodeSelector
+		if _, err := client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create Deployment: %w", err)
+		}
+	}
+	return nil
 }

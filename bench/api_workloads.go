@@ -140,6 +140,16 @@ func runConfigMaps(ctx context.Context, cs []kubernetes.Interface, ns string, d 
 // createPods fills ns with n small pods, with 32 writers. Their scheduler name is one no
 // scheduler serves, so they stay Pending and untouched while they are listed.
 func createPods(ctx context.Context, cs []kubernetes.Interface, ns string, n int, progress io.Writer) error {
+	listed := func(i int) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("pod-%05d", i), Labels: map[string]string{"app": "bench", "shard": strconv.Itoa(i % 10)}},
+			Spec: corev1.PodSpec{SchedulerName: "skiff-bench-none", Containers: []corev1.Container{{Name: "app", Image: "registry.local/bench:1"}}}}
+	}
+	return createPodsWith(ctx, cs, ns, n, listed, func(f string, a ...any) { fmt.Fprintf(progress, "bench api:   "+f+"\n", a...) })
+}
+
+// createPodsWith creates podFor(i) for i in [0, n) in ns with 32 writers, each call tried up
+// to 5 times (an existing pod counts as created), saying how far it is every 2,000 pods.
+func createPodsWith(ctx context.Context, cs []kubernetes.Interface, ns string, n int, podFor func(i int) *corev1.Pod, say func(string, ...any)) error {
 	var wg sync.WaitGroup
 	errc := make(chan error, 32)
 	next := make(chan int)
@@ -148,8 +158,7 @@ func createPods(ctx context.Context, cs []kubernetes.Interface, ns string, n int
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("pod-%05d", i), Labels: map[string]string{"app": "bench", "shard": strconv.Itoa(i % 10)}},
-					Spec: corev1.PodSpec{SchedulerName: "skiff-bench-none", Containers: []corev1.Container{{Name: "app", Image: "registry.local/bench:1"}}}}
+				pod := podFor(i)
 				var err error
 				for try := 0; try < 5; try++ {
 					if _, err = cs[w%len(cs)].CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err == nil || strings.Contains(err.Error(), "already exists") {
@@ -169,7 +178,7 @@ func createPods(ctx context.Context, cs []kubernetes.Interface, ns string, n int
 	start := time.Now()
 	for i := 0; i < n && ctx.Err() == nil; i++ {
 		if i > 0 && i%2000 == 0 {
-			fmt.Fprintf(progress, "bench api:   %d pods created (%.0f/s)\n", i, float64(i)/time.Since(start).Seconds())
+			say("%d pods created (%.0f/s)", i, float64(i)/time.Since(start).Seconds())
 		}
 		select {
 		case next <- i:
