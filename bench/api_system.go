@@ -41,10 +41,19 @@ type skiffSystem struct {
 	// each loss restarts the controllers.
 	raftHeartbeat time.Duration
 	progress      io.Writer
+	label         string // starts its progress lines; "bench api: skiff: " when empty
 	lc            *cluster.LocalCluster
 }
 
 func (s *skiffSystem) Name() string { return "skiff" }
+
+func (s *skiffSystem) say(format string, a ...any) {
+	label := s.label
+	if label == "" {
+		label = "bench api: skiff: "
+	}
+	fmt.Fprintf(s.progress, label+format+"\n", a...)
+}
 
 func (s *skiffSystem) Start(ctx context.Context) ([]*rest.Config, error) {
 	lc, err := cluster.Up(ctx, cluster.UpConfig{Dir: s.dir, Servers: 3, Agents: 0, Binary: s.binary, Progress: s.progress})
@@ -94,7 +103,7 @@ func (s *skiffSystem) PIDs() []int {
 // restartServers restarts every server with extra arguments and waits for a leader. The
 // new pids live in s.lc only (cluster.json keeps the old ones), so Stop stops them first.
 func (s *skiffSystem) restartServers(ctx context.Context, args ...string) error {
-	fmt.Fprintf(s.progress, "bench api: skiff: restarting the servers with %s\n", strings.Join(args, " "))
+	s.say("restarting the servers with %s", strings.Join(args, " "))
 	var servers []cluster.Process
 	for i := range s.lc.Processes {
 		p := &s.lc.Processes[i]
@@ -146,8 +155,9 @@ func (s *skiffSystem) StartNodes(ctx context.Context, _ kubernetes.Interface, n 
 	if err := cluster.StartProcess(s.lc, &p); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(s.progress, "bench api: skiff: %d hollow nodes in one process (pid %d), log %s\n", n, p.PID, p.LogFile)
+	s.say("%d hollow nodes in one process (pid %d), log %s", n, p.PID, p.LogFile)
 	return fleetFunc{
+		pid: p.PID,
 		alive: func() error {
 			if !pidAlive(p.PID) {
 				return fmt.Errorf("the hollow-nodes process exited (end of %s:\n%s)", p.LogFile, tail(p.LogFile, 10))
