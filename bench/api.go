@@ -155,12 +155,7 @@ func RunAPI(ctx context.Context, o APIOptions) (*APIReport, error) {
 	default:
 		return nil, fmt.Errorf("bench api: unknown peer %q (none or k8s-reference)", o.Peer)
 	}
-	out, err := filepath.Abs(o.Out)
-	if err != nil {
-		return nil, err
-	}
-	o.Out = out
-	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+	if o.Out, err = outDir(o.Out); err != nil {
 		return nil, err
 	}
 	say := func(f string, a ...any) { fmt.Fprintf(o.Progress, "bench api: "+f+"\n", a...) }

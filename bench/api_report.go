@@ -1,11 +1,8 @@
 package bench
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 )
@@ -238,14 +235,7 @@ func (r *APIReport) ComputeSLOs() {
 func (r *APIReport) WriteFiles(dir string) error {
 	r.ComputeRatios()
 	r.ComputeSLOs()
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "result.json"), append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "summary.md"), []byte(r.Markdown()), 0o644); err != nil {
+	if err := writeResultAndSummary(dir, r, r.Markdown()); err != nil {
 		return err
 	}
 	return r.writeCharts(dir)

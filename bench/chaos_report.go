@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -194,21 +193,11 @@ func peerVal(r *ChaosResult, f func(*PeerResult) string) string {
 
 // WriteFiles writes result.json, summary.md and timeline.svg under dir.
 func (r *ChaosResult) WriteFiles(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	js, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "result.json"), append(js, '\n'), 0o644); err != nil {
-		return err
-	}
 	var md strings.Builder
 	if err := r.WriteSummary(&md); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "summary.md"), []byte(md.String()), 0o644); err != nil {
+	if err := writeResultAndSummary(dir, r, md.String()); err != nil {
 		return err
 	}
 	f, err := os.Create(filepath.Join(dir, "timeline.svg"))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"text/tabwriter"
 )
 
@@ -136,4 +137,29 @@ func (r *Report) WriteJSONFile(path string) error {
 		return fmt.Errorf("bench: write report: %w", err)
 	}
 	return nil
+}
+
+// writeResultAndSummary writes a benchmark's result as dir/result.json (indented) and its
+// summary as dir/summary.md, making dir if needed.
+func writeResultAndSummary(dir string, result any, summary string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(result, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "result.json"), append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "summary.md"), []byte(summary), 0o644)
+}
+
+// outDir makes a benchmark's output directory and returns its absolute path.
+func outDir(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	return abs, os.MkdirAll(abs, 0o755)
 }
