@@ -20,6 +20,7 @@ func newBenchCmd() *cobra.Command {
 	cmd.AddCommand(newBenchChaosCmd())
 	cmd.AddCommand(newBenchAPICmd())
 	cmd.AddCommand(newBenchSchedulerCmd())
+	cmd.AddCommand(newBenchScaleCmd())
 	cmd.AddCommand(newBenchPodsCmd())
 	cmd.AddCommand(newBenchServicesCmd())
 	return cmd
