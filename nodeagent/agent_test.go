@@ -336,3 +336,39 @@ func TestLeaseRenewalIsOneWrite(t *testing.T) {
 		return l.Spec.RenewTime != nil, "no renewTime"
 	})
 }
+
+// TestRunningPodStatusIsNotRewritten: the API keeps timestamps to the second (JSON and
+// protobuf alike), so a status computed with the runtime's nanoseconds never equals the
+// pod read back; as the kubelet's normalizeStatus, the agent compares and writes at second
+// precision, and a Running pod whose state does not change gets no more writes.
+func TestRunningPodStatusIsNotRewritten(t *testing.T) {
+	// The status patch goes through JSON, as to the apiserver: the stored pod holds seconds.
+	client := fake.NewSimpleClientset(testPod("steady"))
+	startHollowAgent(t, client, nil) // housekeeping every 200 ms
+	statusWrites := func() int {
+		n := 0
+		for _, a := range client.Actions() {
+			if (a.GetVerb() == "patch" || a.GetVerb() == "update") && a.GetResource().Resource == "pods" && a.GetSubresource() == "status" {
+				n++
+			}
+		}
+		return n
+	}
+	eventually(t, 10*time.Second, "pod running and ready", func() (bool, string) {
+		p, err := getPod(client, "steady")
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("phase %s", p.Status.Phase)
+	})
+	before := statusWrites()
+	time.Sleep(2 * time.Second) // ten housekeeping rounds
+	if after := statusWrites(); after > before {
+		t.Fatalf("%d status writes for a Running pod that did not change in 2 s", after-before)
+	}
+}

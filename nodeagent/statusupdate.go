@@ -34,6 +34,7 @@ func (w *podWorker) updateStatus(ctx context.Context, pod *corev1.Pod, recs podR
 		in.podIP = in.hostIP
 	}
 	st := computeStatus(in)
+	normalizeStatus(&st)
 	if isStaticPod(pod) {
 		w.m.static.setStatus(pod.UID, st)
 		return
@@ -83,4 +84,33 @@ func updatedUIDRefused(err error) bool {
 		}
 	}
 	return false
+}
+
+// normalizeStatus truncates the status's timestamps to the second, as the API stores them
+// (metav1.Time is seconds in JSON and in protobuf): compared with the pod read back, a
+// status holding the runtime's nanoseconds always differed, and every sync wrote it again,
+// each write's watch event causing the next. The kubelet's status manager does the same
+// (normalizeStatus).
+func normalizeStatus(st *corev1.PodStatus) {
+	sec := func(t *metav1.Time) { *t = t.Rfc3339Copy() }
+	if st.StartTime != nil {
+		sec(st.StartTime)
+	}
+	for i := range st.Conditions {
+		sec(&st.Conditions[i].LastProbeTime)
+		sec(&st.Conditions[i].LastTransitionTime)
+	}
+	for _, list := range [][]corev1.ContainerStatus{st.InitContainerStatuses, st.ContainerStatuses, st.EphemeralContainerStatuses} {
+		for i := range list {
+			for _, s := range []*corev1.ContainerState{&list[i].State, &list[i].LastTerminationState} {
+				if s.Running != nil {
+					sec(&s.Running.StartedAt)
+				}
+				if s.Terminated != nil {
+					sec(&s.Terminated.StartedAt)
+					sec(&s.Terminated.FinishedAt)
+				}
+			}
+		}
+	}
 }
