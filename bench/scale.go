@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -118,12 +119,18 @@ func RunScale(ctx context.Context, o ScaleOptions) (*ScaleResult, error) {
 	if o.Out, err = outDir(o.Out); err != nil {
 		return nil, err
 	}
+	clusterDir := filepath.Join(o.Out, "cluster")
+	// A cluster left there is another run's, live or killed: joining it would measure the
+	// wrong thing, and this run's clean-up would take it down.
+	if _, err := os.Stat(filepath.Join(clusterDir, "cluster.json")); err == nil {
+		return nil, fmt.Errorf("bench scale: %s holds a cluster already (another run's, or one killed before it cleaned up: skiff down --purge --dir %s)", clusterDir, clusterDir)
+	}
 	say := func(f string, a ...any) { fmt.Fprintf(o.Progress, "scale: "+f+"\n", a...) }
 	res := &ScaleResult{Command: o.Command, Machine: machineNow(), Nodes: o.Nodes, Pods: o.Pods, Via: o.Via, Phase: "start"}
 	if o.RaftHeartbeat > 0 {
 		res.RaftHeartbeat = o.RaftHeartbeat.String()
 	}
-	sys := &skiffSystem{dir: filepath.Join(o.Out, "cluster"), binary: o.Binary, raftHeartbeat: o.RaftHeartbeat,
+	sys := &skiffSystem{dir: clusterDir, binary: o.Binary, raftHeartbeat: o.RaftHeartbeat,
 		progress: o.Progress, label: "scale: "}
 	mon := &scaleMonitor{say: say, t0: time.Now()}
 	var (
