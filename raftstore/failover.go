@@ -114,10 +114,23 @@ func (f *failover) check() {
 	if leaderAddr == f.actedAddr && term == f.actedTerm {
 		return // done once already for this leader
 	}
-	target, ok := f.successor(leaderID)
+	target, ok := f.successor(leaderID, true)
 	if !ok {
-		s.cfg.Logger.Debug("raftstore: the leader is gone; another follower decides who campaigns", "leader", string(leaderID))
-		return
+		// Another follower decides. Should it not (it was busy restarting, say), its
+		// TimeoutNow's candidate would have asked this node for a vote in a new term by
+		// now, and this node would no longer know the dead leader: act in its place.
+		s.cfg.Logger.Info("raftstore: the leader's port refuses connections; another follower starts the election", "leader", string(leaderID))
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(fallbackWait):
+		}
+		if a, _ := s.raft.LeaderWithID(); a != leaderAddr || s.raft.State() != raft.Follower {
+			return
+		}
+		if target, ok = f.successor(leaderID, false); !ok {
+			return
+		}
 	}
 	// Leadership may have moved while the port was checked: act only against the dead
 	// leader, never against one this node has since learnt of.
@@ -138,11 +151,16 @@ func (f *failover) check() {
 	}
 }
 
+// fallbackWait is how long a follower that is not the decider waits for the decider's
+// election before it starts one itself.
+const fallbackWait = 300 * time.Millisecond
+
 // successor picks who should campaign for the dead leader's place, if this node is the one
-// to decide: of the voters other than the leader that answer within a moment (this node
-// included), the decider has the lowest ID and the successor the longest log (the lowest
-// ID among equals). Every follower sees the same live set, so exactly one decides.
-func (f *failover) successor(leaderID raft.ServerID) (raft.Server, bool) {
+// to decide (or decide is false): of the voters other than the leader that answer within a
+// moment (this node included), the decider has the lowest ID and the successor the longest
+// log (the lowest ID among equals). Every follower sees the same live set, so exactly one
+// decides.
+func (f *failover) successor(leaderID raft.ServerID, decide bool) (raft.Server, bool) {
 	s := f.s
 	cf := s.raft.GetConfiguration()
 	if cf.Error() != nil {
@@ -172,7 +190,7 @@ func (f *failover) successor(leaderID raft.ServerID) (raft.Server, bool) {
 			s.cfg.Logger.Debug("raftstore: no status from a peer", "peer", string(srv.ID), "err", err)
 			continue // it can neither campaign nor vote
 		}
-		if srv.ID < self.ID {
+		if decide && srv.ID < self.ID {
 			return raft.Server{}, false // a live follower with a lower ID decides
 		}
 		if st.LastIndex > bestIndex || (st.LastIndex == bestIndex && srv.ID < best.ID) {
