@@ -116,16 +116,16 @@ func (f *failover) check() {
 	}
 	target, ok := f.successor(leaderID, true)
 	if !ok {
-		// Another follower decides. Should it not (it was busy restarting, say), its
-		// TimeoutNow's candidate would have asked this node for a vote in a new term by
-		// now, and this node would no longer know the dead leader: act in its place.
+		// Another follower decides. Should it not (it was busy restarting, say), act in
+		// its place: had it, its candidate would have asked this node for a vote by now,
+		// moving this node's term on.
 		s.cfg.Logger.Info("raftstore: the leader's port refuses connections; another follower starts the election", "leader", string(leaderID))
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-time.After(fallbackWait):
 		}
-		if a, _ := s.raft.LeaderWithID(); a != leaderAddr || s.raft.State() != raft.Follower {
+		if a, _ := s.raft.LeaderWithID(); a != leaderAddr || s.raft.State() != raft.Follower || s.raft.CurrentTerm() != term {
 			return
 		}
 		if target, ok = f.successor(leaderID, false); !ok {
