@@ -47,7 +47,10 @@ type UpConfig struct {
 	Servers int    // default 3
 	Agents  int    // default 1
 	Runtime string // agent runtime: libcontainer or hollow
-	Binary  string // the skiff binary to run; default: this executable
+	// RealAgents are libcontainer agents started beside the Agents of Runtime, numbered
+	// after them: a cluster of hollow nodes with a few that run real containers.
+	RealAgents int
+	Binary     string // the skiff binary to run; default: this executable
 	// TestImageBinary, a static testimage binary, is served by every libcontainer agent as
 	// skiff.local/testimage:latest from an in-process registry, for a machine with no registry.
 	TestImageBinary string
@@ -266,8 +269,12 @@ func planLocalCluster(dir string, cfg UpConfig) (*LocalCluster, error) {
 			}
 		}
 	}
-	for i := 1; i <= cfg.Agents; i++ {
+	for i := 1; i <= cfg.Agents+cfg.RealAgents; i++ {
 		name := fmt.Sprintf("agent-%d", i)
+		rt := cfg.Runtime
+		if i > cfg.Agents {
+			rt = "libcontainer"
+		}
 		host, ns, ports, err := addrs(name, 10250, 7002)
 		if err != nil {
 			return nil, err
@@ -278,14 +285,14 @@ func planLocalCluster(dir string, cfg UpConfig) (*LocalCluster, error) {
 		}
 		p.LogFile = filepath.Join(p.DataDir, "agent.log")
 		p.Args = []string{"agent", "--name", name, "--data-dir", p.DataDir,
-			"--kubeconfig", filepath.Join(p.DataDir, "kubeconfig"), "--runtime", cfg.Runtime,
+			"--kubeconfig", filepath.Join(p.DataDir, "kubeconfig"), "--runtime", rt,
 			"--listen", fmt.Sprintf("%s:%d", host, ports[0]), "--node-ip", host,
 			"--token-file", filepath.Join(dir, agentTokenFile), "--gossip-addr", fmt.Sprintf("%s:%d", host, ports[1]),
 			"--cgroup-root", agentCgroupRoot(dir, name)}
 		for _, g := range gossips {
 			p.Args = append(p.Args, "--join", g)
 		}
-		if cfg.TestImageBinary != "" && cfg.Runtime == "libcontainer" {
+		if cfg.TestImageBinary != "" && rt == "libcontainer" {
 			bin, err := filepath.Abs(cfg.TestImageBinary)
 			if err != nil {
 				return nil, err
