@@ -38,6 +38,10 @@ type ChaosOptions struct {
 	ChurnLanes int
 	PodRate    float64
 	SteadyPer  int
+	// RealAgents are libcontainer agents beside the hollow ones (root): the workload pods
+	// run there in real containers too, which the run observes through their cgroups.
+	RealAgents int
+	TestImage  string // the static testimage binary the real agents serve
 	// NodeGrace is the servers' --node-monitor-grace-period and Toleration the workload
 	// pods' tolerationSeconds for an unreachable node: together they bound how soon a
 	// killed agent's pods are evicted and replaced.
@@ -51,10 +55,11 @@ type ChaosOptions struct {
 	LogsDir string
 }
 
-// RunChaos starts a fresh three-server cluster with hollow agents, runs the register
-// workload against all servers while injecting faults, then checks the history, the
-// acknowledged writes and the cluster's health. Everything it started is stopped and its
-// data removed before it returns. The error is for a run that could not be made; failed
+// RunChaos starts a fresh three-server cluster with hollow agents (and real ones when
+// asked), runs the register and pod workloads against all servers while injecting faults,
+// then checks the history, the acknowledged writes, the pods, the real agents' containers
+// and the cluster's health. Everything it started is stopped and its data removed before
+// it returns. The error is for a run that could not be made; failed
 // checks are in the result (see ChaosResult.Failures).
 func RunChaos(ctx context.Context, o ChaosOptions) (*ChaosResult, error) {
 	say := func(format string, a ...any) {
@@ -80,9 +85,9 @@ func RunChaos(ctx context.Context, o ChaosOptions) (*ChaosResult, error) {
 	}
 	defer cleanup()
 	defer keepLogs(dir, o.LogsDir) // runs before Down removes them
-	say("starting 3 servers and %d hollow agents in %s (netns %v)", o.Agents, dir, o.Netns)
-	lc, err := cluster.Up(ctx, cluster.UpConfig{Dir: dir, Servers: 3, Agents: o.Agents, Runtime: "hollow",
-		Binary: o.Exe, Netns: o.Netns, Progress: prefixed(o.Progress, "chaos: up: ")})
+	say("starting 3 servers, %d hollow agents and %d real agents in %s (netns %v)", o.Agents, o.RealAgents, dir, o.Netns)
+	lc, err := cluster.Up(ctx, cluster.UpConfig{Dir: dir, Servers: 3, Agents: o.Agents, RealAgents: o.RealAgents, Runtime: "hollow",
+		TestImageBinary: o.TestImage, Binary: o.Exe, Netns: o.Netns, Progress: prefixed(o.Progress, "chaos: up: ")})
 	if err != nil {
 		return nil, fmt.Errorf("bench: cluster up: %w", err)
 	}
@@ -91,7 +96,8 @@ func RunChaos(ctx context.Context, o ChaosOptions) (*ChaosResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	inj := &injector{c: c, say: say}
+	inj := &injector{c: c, say: say, real: c.realAgents()}
+	agents := o.Agents + o.RealAgents
 	if slices.Contains(o.Faults, FaultNetem) {
 		// tc netem needs the kernel's sch_netem, which a sandbox may lack.
 		first := c.servers()[0]
@@ -159,9 +165,18 @@ func RunChaos(ctx context.Context, o ChaosOptions) (*ChaosResult, error) {
 	var watchWG sync.WaitGroup
 	defer func() { stopWatch(); watchWG.Wait() }()
 	watchWG.Go(func() { tracker.run(watchCtx, pcs, chaosNS) })
+	// The real agents' containers are sampled from the start to the end of the checks.
+	var ctrs *containerSampler
+	ctrCtx, stopCtrs := context.WithCancel(ctx)
+	var ctrWG sync.WaitGroup
+	defer func() { stopCtrs(); ctrWG.Wait() }()
+	if roots := c.realCgroupRoots(); len(roots) > 0 {
+		ctrs = newContainerSampler(roots)
+		ctrWG.Go(func() { ctrs.run(ctrCtx, time.Second) })
+	}
 	pl := &podLoad{cs: pcs, verbs: verbs, pods: tracker, lanes: o.ChurnLanes, rate: o.PodRate, lifetime: 10 * time.Second,
-		tolerate: int64(o.Toleration / time.Second), steady: int32(o.SteadyPer * max(o.Agents, 1)), deleted: map[string]time.Time{}}
-	if o.Agents > 0 {
+		tolerate: int64(o.Toleration / time.Second), steady: int32(o.SteadyPer * max(agents, 1)), deleted: map[string]time.Time{}}
+	if agents > 0 {
 		if err := pl.setup(ctx); err != nil {
 			return nil, err
 		}
@@ -187,7 +202,7 @@ func RunChaos(ctx context.Context, o ChaosOptions) (*ChaosResult, error) {
 			wg.Go(func() { load.run(loadCtx, i*o.Clients+k, s, regs[s]) })
 		}
 	}
-	if o.Agents > 0 {
+	if agents > 0 {
 		for lane := range o.ChurnLanes {
 			wg.Go(func() { pl.churn(loadCtx, lane) })
 		}
@@ -196,7 +211,7 @@ func RunChaos(ctx context.Context, o ChaosOptions) (*ChaosResult, error) {
 	sampler := newResourceSampler(c.servers(), c.pid)
 	wg.Go(func() { res.Resources = sampler.run(loadCtx) })
 	wg.Go(func() { inj.run(loadCtx, plan) })
-	wg.Go(func() { progress(loadCtx, t0, load, inj, tracker, o.Progress) })
+	wg.Go(func() { progress(loadCtx, t0, load, inj, tracker, ctrs, o.Progress) })
 	<-loadCtx.Done()
 	wg.Wait()
 	if ctx.Err() != nil {
@@ -229,7 +244,7 @@ func RunChaos(ctx context.Context, o ChaosOptions) (*ChaosResult, error) {
 	if !res.Linearizable {
 		res.explain = explainHistory(chk)
 	}
-	if o.Agents > 0 {
+	if agents > 0 {
 		lastFault := t0
 		for _, f := range res.Faults {
 			if f.End.After(lastFault) {
@@ -247,6 +262,13 @@ func RunChaos(ctx context.Context, o ChaosOptions) (*ChaosResult, error) {
 		pc := tracker.check(time.Now(), o.ConvergeBound, pl.deletedApps())
 		res.Pods = &pc
 		res.NodesNotReady = pl.waitNodesReady(ctx, c.agents(), 60*time.Second)
+		if ctrs != nil {
+			say("checking the real agents' containers: none of a deleted pod may run %v after its deletion", podGrace+containerStopBound)
+			stopCtrs() // the check samples by itself, in step with its reads of the API
+			ctrWG.Wait()
+			cc := checkRealContainers(ctx, ctrs, tracker, pcs, c.realAgents(), podGrace+containerStopBound)
+			res.Containers = &cc
+		}
 	}
 	res.Verbs = verbs.results(o.Duration)
 
@@ -287,7 +309,7 @@ func preflight(ctx context.Context, r *configMapRegister) error {
 }
 
 // progress prints one line every five seconds: phase, fault in effect, ops/s and errors.
-func progress(ctx context.Context, t0 time.Time, l *registerLoad, inj *injector, pt *podTracker, w io.Writer) {
+func progress(ctx context.Context, t0 time.Time, l *registerLoad, inj *injector, pt *podTracker, ctrs *containerSampler, w io.Writer) {
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	for {
@@ -296,8 +318,12 @@ func progress(ctx context.Context, t0 time.Time, l *registerLoad, inj *injector,
 			return
 		case <-tick.C:
 			ops, errs := l.tl.rate(5)
-			fmt.Fprintf(w, "chaos: [%4.0fs] phase=load fault=%s ops/s=%.0f errors/s=%.1f errors=%d pods=%d terminating=%d\n",
-				time.Since(t0).Seconds(), inj.inEffect(), ops, errs, l.errs.Load(), pt.seen(), pt.terminating())
+			real := ""
+			if ctrs != nil {
+				real = fmt.Sprintf(" real-containers=%d", ctrs.log.running())
+			}
+			fmt.Fprintf(w, "chaos: [%4.0fs] phase=load fault=%s ops/s=%.0f errors/s=%.1f errors=%d pods=%d terminating=%d%s\n",
+				time.Since(t0).Seconds(), inj.inEffect(), ops, errs, l.errs.Load(), pt.seen(), pt.terminating(), real)
 		}
 	}
 }

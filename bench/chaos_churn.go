@@ -23,6 +23,8 @@ const (
 	chaosNS   = "chaos"
 	steadyApp = "steady" // a Deployment never touched: the pods a killed agent's must be rescheduled from
 	testImage = "skiff.local/testimage:latest"
+	// podGrace is every workload pod's termination grace period.
+	podGrace = 5 * time.Second
 )
 
 // podLoad runs the churn workload (Deployments created, scaled up and down, rolled and
@@ -42,9 +44,10 @@ type podLoad struct {
 	deleted map[string]time.Time // app label of a deleted Deployment, when the delete was acknowledged
 }
 
-// podSpec is every workload pod: the test image sleeping (a hollow agent runs nothing), and
-// a short toleration of an unreachable or not-ready node so that a killed agent's pods are
-// evicted in seconds rather than the default five minutes.
+// podSpec is every workload pod: the test image sleeping (a hollow agent runs nothing, a
+// real agent runs it in a container), and a short toleration of an unreachable or
+// not-ready node so that a killed agent's pods are evicted in seconds rather than the
+// default five minutes.
 func (l *podLoad) podSpec() corev1.PodSpec {
 	var tols []corev1.Toleration
 	for _, k := range []string{corev1.TaintNodeUnreachable, corev1.TaintNodeNotReady} {
@@ -54,7 +57,7 @@ func (l *podLoad) podSpec() corev1.PodSpec {
 	return corev1.PodSpec{
 		Containers:                    []corev1.Container{{Name: "main", Image: testImage, Args: []string{"sleep", "100000"}}},
 		Tolerations:                   tols,
-		TerminationGracePeriodSeconds: ptr.To(int64(5)),
+		TerminationGracePeriodSeconds: ptr.To(int64(podGrace / time.Second)),
 	}
 }
 

@@ -71,6 +71,36 @@ func (c *chaosCluster) agents() []string {
 	return out
 }
 
+// realAgents are the agents that run real containers (libcontainer), not hollow ones.
+func (c *chaosCluster) realAgents() []string {
+	var out []string
+	for _, p := range c.lc.Processes {
+		if p.Role == "agent" && argAfter(p.Args, "--runtime") == "libcontainer" {
+			out = append(out, p.Name)
+		}
+	}
+	return out
+}
+
+// realCgroupRoots maps each real agent to its --cgroup-root, below which it puts its pods.
+func (c *chaosCluster) realCgroupRoots() map[string]string {
+	out := map[string]string{}
+	for _, name := range c.realAgents() {
+		if root := argAfter(c.proc(name).Args, "--cgroup-root"); root != "" {
+			out[name] = root
+		}
+	}
+	return out
+}
+
+// argAfter is the value of a flag given as two arguments, "" when absent.
+func argAfter(args []string, flag string) string {
+	if i := slices.Index(args, flag); i >= 0 && i+1 < len(args) {
+		return args[i+1]
+	}
+	return ""
+}
+
 // status asks the given servers (all when none) for their Raft state.
 func (c *chaosCluster) status(ctx context.Context, only ...string) cluster.Status {
 	var ts []cluster.StatusTarget

@@ -49,6 +49,9 @@ type injector struct {
 	steady          int
 	rescheduleBound time.Duration
 	disk            *slowDisk
+	// real are the agents that run real containers: a kill-agent fault hits one of them
+	// when there are any.
+	real []string
 	// settled reports whether every server has acknowledged a write since the given time
 	// (from t0); nil: do not wait. The next fault waits for it, so that no fault's
 	// unavailability window holds the tail of the one before.
@@ -155,8 +158,14 @@ func (in *injector) inject(ctx context.Context, pf plannedFault) FaultResult {
 	case FaultKillAgent:
 		t := pick(in.c.agents())
 		if in.pods != nil {
-			// The node with the most steady pods, so that there is something to reschedule.
+			// The node with the most steady pods, so that there is something to reschedule;
+			// a real agent's when one has any: its containers run on without it, and the
+			// restarted agent must adopt them and stop those of the pods evicted meanwhile,
+			// which a hollow agent's kill does not exercise.
 			t, r.PodsOnTarget = in.pods.busiestNode(steadyApp, in.c.agents())
+			if rt, n := in.pods.busiestNode(steadyApp, in.real); n > 0 {
+				t, r.PodsOnTarget = rt, n
+			}
 		}
 		r.Targets = []string{t}
 		apply = func() error { return in.c.kill(t) }

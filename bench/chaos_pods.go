@@ -255,3 +255,15 @@ func (w *cancelWatch) Stop() {
 	w.Interface.Stop()
 	w.cancel()
 }
+
+// fates is, per pod seen, the node it was bound to and when it was first seen asked to
+// terminate, for the real agents' container checks (present is left for the caller).
+func (pt *podTracker) fates() map[types.UID]podFate {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	out := make(map[types.UID]podFate, len(pt.pods))
+	for uid, r := range pt.pods {
+		out[uid] = podFate{node: r.node, deleting: r.deleting}
+	}
+	return out
+}

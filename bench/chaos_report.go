@@ -31,6 +31,7 @@ type ChaosResult struct {
 	Peer             *PeerResult       `json:"peer,omitempty"`
 	Deployments      *DeploymentCheck  `json:"deployments,omitempty"`
 	Pods             *PodCheck         `json:"pods,omitempty"`
+	Containers       *ContainerCheck   `json:"real_agents,omitempty"` // what the real agents ran, from their cgroups
 	Verbs            []VerbResult      `json:"verbs"`
 	Resources        []ServerResources `json:"servers"`
 	Timeline         []point           `json:"timeline"`
@@ -65,6 +66,9 @@ func (r *ChaosResult) Failures() []string {
 		if len(p.LeftAfterDeletion) > 0 {
 			out = append(out, fmt.Sprintf("%d pods left after their deletion: %s", len(p.LeftAfterDeletion), strings.Join(first(p.LeftAfterDeletion, 5), "; ")))
 		}
+	}
+	if cc := r.Containers; cc != nil {
+		out = append(out, cc.failures()...)
 	}
 	for _, f := range r.Faults {
 		if f.Kind == FaultKillAgent && f.Applied && f.RescheduleMs == 0 && f.PodsOnTarget > 0 {
@@ -145,6 +149,14 @@ func (r *ChaosResult) WriteSummary(w io.Writer) error {
 	if p := r.Pods; p != nil {
 		fmt.Fprintf(&b, "| pods bound to two nodes | %d of %d seen |%s\n", len(p.DoubleBound), p.Seen, peerCol(r, " - |"))
 		fmt.Fprintf(&b, "| pods left after their deletion | %d |%s\n", len(p.LeftAfterDeletion), peerCol(r, " - |"))
+	}
+	if cc := r.Containers; cc != nil {
+		fmt.Fprintf(&b, "| real agents (%s): pods run in containers | %d of %d bound there (%s), %d containers, %d restarts, %d samples |%s\n",
+			strings.Join(cc.Agents, ", "), cc.PodsStarted, cc.PodsBound, perAgent(cc.PerAgent), cc.Containers, cc.Restarts, cc.Samples, peerCol(r, " - |"))
+		fmt.Fprintf(&b, "| real agents: a pod's container run twice at once | %d |%s\n", len(cc.DoubleRuns), peerCol(r, " - |"))
+		fmt.Fprintf(&b, "| real agents: a pod's container on a node it was not bound to | %d |%s\n", len(cc.WrongNode), peerCol(r, " - |"))
+		fmt.Fprintf(&b, "| real agents: containers running after their pod's deletion + %.0fs | %d (longest run past a deletion: %.1fs) |%s\n",
+			(podGrace + containerStopBound).Seconds(), len(cc.Leftovers), cc.MaxAfterDelete/1000, peerCol(r, " - |"))
 	}
 	if len(r.Verbs) > 0 {
 		b.WriteString("\n| verb | ok | errors | ops/s | p50 ms | p99 ms | p999 ms |\n|---|---|---|---|---|---|---|\n")
