@@ -35,12 +35,13 @@ bench: bench-store
 bench-store: build
 	./$(BIN) bench store --out bench-store.json
 
-# Five minutes of the register, churn and pod-rate workloads under every fault kind
+# Five minutes of the register, churn and pod-rate workloads (on hollow agents and, as root,
+# one real agent) under every fault kind
 # (partitions and netem need root for network namespaces, slow-disk a blkio cgroup), then
 # 2.5 minutes of the register workload against a 3-member etcd with leader kills; prints the
 # table, writes chaos-out/, fails when a check fails. See bench/README.md.
-bench-chaos: build
-	./$(BIN) bench chaos --duration 5m --faults all --peer etcd --out $(or $(OUT),chaos-out)
+bench-chaos: build testimage
+	./$(BIN) bench chaos --duration 5m --faults all --peer etcd --test-image-binary bin/testimage --out $(or $(OUT),chaos-out)
 
 # Three servers, 1,000 hollow nodes in one process, 10,000 pods created at once through
 # Deployments: pods bound per second and create-to-bound percentiles.

@@ -25,15 +25,17 @@ func newBenchChaosCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "chaos",
 		Short: "Run a 3-server cluster under load and faults; check linearizability and lost writes",
-		Long: `Starts a fresh cluster (3 servers, hollow agents) in a temporary directory, runs the
-register workload (ConfigMap create, read and resourceVersion compare-and-swap through client-go
-against every server), the churn workload (Deployments created, scaled, rolled and deleted) and
-the pod-rate workload (bare pods at --pod-rate), injects faults on a schedule drawn from --seed,
-and then checks that the history is linearizable (porcupine), that no acknowledged write is
-missing, that every Deployment reaches its desired ready replicas within --converge-bound of
-the last fault, that no pod was bound to two nodes or left after its deletion, and that the
-cluster is healthy (one leader, every member, no lag). Writes result.json, summary.md and timeline.svg to --out; exits non-zero when a
-check fails.
+		Long: `Starts a fresh cluster (3 servers, hollow agents and --real-agents libcontainer agents) in a
+temporary directory, runs the register workload (ConfigMap create, read and resourceVersion
+compare-and-swap through client-go against every server), the churn workload (Deployments
+created, scaled, rolled and deleted) and the pod-rate workload (bare pods at --pod-rate),
+injects faults on a schedule drawn from --seed, and then checks that the history is
+linearizable (porcupine), that no acknowledged write is missing, that every Deployment reaches
+its desired ready replicas within --converge-bound of the last fault, that no pod was bound to
+two nodes or left after its deletion, that on the real agents (their cgroups sampled every
+second) no pod's container ran twice at once, ran on a node it was not bound to or ran on
+after its pod's deletion, and that the cluster is healthy (one leader, every member, no lag).
+Writes result.json, summary.md and timeline.svg to --out; exits non-zero when a check fails.
 
 Every server's and agent's log is kept in --out/logs.
 
@@ -52,6 +54,14 @@ leader cut off on the minority side) and netem need --netns (root); slow-disk ne
 			}
 			if o.Seed == 0 {
 				o.Seed = uint64(time.Now().UnixNano())
+			}
+			if !cmd.Flags().Changed("real-agents") && os.Geteuid() == 0 && o.Netns {
+				o.RealAgents = 1
+			}
+			if o.RealAgents > 0 {
+				if o.TestImage, err = testImageBeside(exe, o.TestImage, "chaos"); err != nil {
+					return err
+				}
 			}
 			if o.PeerDuration == 0 {
 				o.PeerDuration = o.Duration / 2
@@ -84,6 +94,8 @@ leader cut off on the minority side) and netem need --netns (root); slow-disk ne
 	fl.StringVar(&faults, "faults", "all", "comma-separated fault kinds, or all")
 	fl.IntVar(&o.LeaderKills, "leader-kills", 20, "at least this many leader kills, when the duration has room")
 	fl.IntVar(&o.Agents, "agents", 4, "hollow agents")
+	fl.IntVar(&o.RealAgents, "real-agents", 0, "libcontainer agents beside the hollow ones, whose containers the run observes (root; default 1 as root with --netns, else 0)")
+	fl.StringVar(&o.TestImage, "test-image-binary", "", "the static testimage binary the real agents serve (default: testimage beside this binary)")
 	fl.BoolVar(&o.Netns, "netns", os.Geteuid() == 0, "each node in its own network namespace on a bridge (root; needed for partitions and netem)")
 	fl.StringVar(&o.Peer, "peer", "", "etcd: also run the register workload and leader kills against a 3-member etcd")
 	fl.DurationVar(&o.PeerDuration, "peer-duration", 0, "how long the etcd peer runs (default: half of --duration)")
