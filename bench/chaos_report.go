@@ -151,7 +151,7 @@ func (r *ChaosResult) WriteSummary(w io.Writer) error {
 		fmt.Fprintf(&b, "| pods left after their deletion | %d |%s\n", len(p.LeftAfterDeletion), peerCol(r, " - |"))
 	}
 	if cc := r.Containers; cc != nil {
-		fmt.Fprintf(&b, "| real agents (%s): pods run in containers | %d of %d bound there (%s), %d containers, %d restarts, %d samples |%s\n",
+		fmt.Fprintf(&b, "| real agents (%s): pods seen running a container, of pods bound there | %d of %d (%s), %d containers, %d restarts, %d samples |%s\n",
 			strings.Join(cc.Agents, ", "), cc.PodsStarted, cc.PodsBound, perAgent(cc.PerAgent), cc.Containers, cc.Restarts, cc.Samples, peerCol(r, " - |"))
 		fmt.Fprintf(&b, "| real agents: a pod's container run twice at once | %d |%s\n", len(cc.DoubleRuns), peerCol(r, " - |"))
 		fmt.Fprintf(&b, "| real agents: a pod's container on a node it was not bound to | %d |%s\n", len(cc.WrongNode), peerCol(r, " - |"))
