@@ -78,6 +78,9 @@ type ScaleSeries struct {
 	Above    bool    `json:"p99_above_last_bucket,omitempty"`
 	SLOMs    float64 `json:"slo_ms"`
 	Met      bool    `json:"slo_met"`
+	// Unknown is true when p99 lies beyond the last bucket and the SLO beyond that too
+	// (a list past 8.2 s against 30 s): the histogram cannot tell; Met is false.
+	Unknown bool `json:"slo_unknown,omitempty"`
 }
 
 // ScaleMemory is one process's resident memory.
@@ -145,6 +148,7 @@ func seriesRows(latency map[apiSeries]histogram, failed map[apiSeries]float64) (
 		r := ScaleSeries{Verb: k.Verb, Resource: k.Resource, Requests: int(h.Count), Failed: int(failed[k]),
 			P99Ms: p99 * 1000, Above: above, SLOMs: ms(slo)}
 		r.Met = !above && p99 <= slo.Seconds()
+		r.Unknown = above && p99 < slo.Seconds()
 		met = met && r.Met
 		rows = append(rows, r)
 	}
@@ -205,16 +209,23 @@ func (r *ScaleResult) Markdown() string {
 	for _, v := range r.API {
 		fmt.Fprintf(&b, "| %s | %d | %d | %.0f | %.0f | %s |\n", v.Verb, v.Requests, v.Failed, v.P50Ms, v.P90Ms, p99Text(v.P99Ms, v.Above))
 	}
-	var missed []string
+	var missed, unknown []string
 	for _, s := range r.APISeries {
-		if !s.Met {
+		switch {
+		case s.Unknown:
+			unknown = append(unknown, fmt.Sprintf("%s %s p99 %s ms (SLO %.0f ms)", s.Verb, s.Resource, p99Text(s.P99Ms, s.Above), s.SLOMs))
+		case !s.Met:
 			missed = append(missed, fmt.Sprintf("%s %s p99 %s ms (SLO %.0f ms)", s.Verb, s.Resource, p99Text(s.P99Ms, s.Above), s.SLOMs))
 		}
 	}
-	if r.SLOMet {
+	switch {
+	case r.SLOMet:
 		fmt.Fprintf(&b, "\nAPI call latency SLO met for all %d verb/resource series (p99 <= 1 s, lists <= 30 s).\n", len(r.APISeries))
-	} else {
+	case len(missed) > 0:
 		fmt.Fprintf(&b, "\nAPI call latency SLO missed by %d of %d verb/resource series: %s.\n", len(missed), len(r.APISeries), strings.Join(missed, "; "))
+	}
+	if len(unknown) > 0 {
+		fmt.Fprintf(&b, "\nNot known (p99 beyond the histograms' last bucket, the SLO further still): %s.\n", strings.Join(unknown, "; "))
 	}
 
 	b.WriteString("\n## Memory (RSS)\n\n| process | peak MB | steady MB |\n|---|---:|---:|\n")

@@ -126,6 +126,7 @@ func TestVerbRowsLeaveOutWhatTheSLOLeavesOut(t *testing.T) {
 		{"get", "pods"}:             {Bounds: b, Counts: []float64{100, 100, 100}, Count: 100},
 		{"get", "nodes"}:            {Bounds: b, Counts: []float64{0, 0, 100}, Count: 100}, // p99 in (1, 2]: misses 1 s
 		{"list", "pods"}:            {Bounds: b, Counts: []float64{0, 0, 10}, Count: 10},   // 2 s: within 30 s
+		{"list", "nodes"}:           {Bounds: b, Counts: []float64{0, 0, 5}, Count: 10},    // past 2 s: 30 s not known
 		{"get", ""}:                 {Bounds: b, Counts: []float64{0, 0, 0}, Count: 50},    // /metrics: out
 		{"get", "pods/log"}:         {Bounds: b, Counts: []float64{0, 0, 0}, Count: 50},    // streaming: out
 		{"watch", "pods"}:           {Bounds: b, Counts: []float64{0, 0, 0}, Count: 50},
@@ -141,13 +142,20 @@ func TestVerbRowsLeaveOutWhatTheSLOLeavesOut(t *testing.T) {
 		t.Errorf("get row %+v: want 200 requests (pods and nodes), 2 failed, p50 500 ms", g)
 	}
 	series, met := seriesRows(lat, failed)
-	if met || len(series) != 4 {
+	if met || len(series) != 5 {
 		t.Fatalf("series %+v met %v", series, met)
 	}
 	for _, s := range series {
-		if want := !(s.Verb == "get" && s.Resource == "nodes"); s.Met != want {
-			t.Errorf("%s %s: met %v (p99 %.0f ms, SLO %.0f)", s.Verb, s.Resource, s.Met, s.P99Ms, s.SLOMs)
+		missed := s.Verb == "get" && s.Resource == "nodes"
+		unknown := s.Verb == "list" && s.Resource == "nodes"
+		if s.Met != (!missed && !unknown) || s.Unknown != unknown {
+			t.Errorf("%s %s: met %v, unknown %v (p99 %.0f ms, SLO %.0f)", s.Verb, s.Resource, s.Met, s.Unknown, s.P99Ms, s.SLOMs)
 		}
+	}
+	r := &ScaleResult{APISeries: series, SLOMet: met}
+	md := r.Markdown()
+	if !strings.Contains(md, "SLO missed by 1 of 5 verb/resource series: get nodes") || !strings.Contains(md, "Not known (p99 beyond the histograms' last bucket, the SLO further still): list nodes p99 > 2000 ms") {
+		t.Errorf("summary:\n%s", md)
 	}
 }
 
