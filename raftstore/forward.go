@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/hashicorp/raft"
 	"github.com/skiff-dev/skiff/raftstore/internal/wire"
 	"net/rpc"
 	"sync"
@@ -41,6 +42,15 @@ func (r *rpcService) ReadIndex(_ struct{}, reply *wire.ReadIndexReply) error {
 		reply.ErrCode, reply.ErrMsg = errorCode(err), err.Error()
 	}
 	return nil
+}
+
+// Campaign starts an election on this node at once: a follower that saw the leader die
+// chose it as the successor (failover.go).
+func (r *rpcService) Campaign(_ struct{}, _ *struct{}) error {
+	if r.s.raft.State() != raft.Follower {
+		return nil // already campaigning, or leading: nothing to start
+	}
+	return r.s.campaign()
 }
 
 func (r *rpcService) Status(_ struct{}, reply *PeerStatus) error {
