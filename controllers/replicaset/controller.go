@@ -18,6 +18,7 @@ import (
 
 	"github.com/skiff-dev/skiff/controllers/framework"
 	"github.com/skiff-dev/skiff/controllers/internal/expectations"
+	"github.com/skiff-dev/skiff/controllers/internal/podutil"
 )
 
 // Plugin registers the ReplicaSet controller.
@@ -34,6 +35,7 @@ type Controller struct {
 
 	rsLister  appslisters.ReplicaSetLister
 	podLister corelisters.PodLister
+	pods      cache.SharedIndexInformer // with podutil.ControllerIndex
 	synced    []cache.InformerSynced
 	queue     *framework.Queue
 	expect    *expectations.Expectations
@@ -45,10 +47,13 @@ func New(d framework.Deps) (framework.Controller, error) {
 	podInf := d.Informers.Core().V1().Pods()
 	c := &Controller{
 		client: d.Client, recorder: d.Recorder, log: d.Logger, workers: d.Options.Workers,
-		rsLister: rsInf.Lister(), podLister: podInf.Lister(),
+		rsLister: rsInf.Lister(), podLister: podInf.Lister(), pods: podInf.Informer(),
 		synced: []cache.InformerSynced{rsInf.Informer().HasSynced, podInf.Informer().HasSynced},
 		queue:  framework.NewQueue("replicaset", d.Metrics, d.Logger),
 		expect: expectations.New(),
+	}
+	if err := podutil.AddControllerIndex(podInf.Informer()); err != nil {
+		return nil, fmt.Errorf("replicaset: %w", err)
 	}
 	if _, err := rsInf.Informer().AddEventHandler(c.queue.Handler()); err != nil {
 		return nil, fmt.Errorf("replicaset: %w", err)

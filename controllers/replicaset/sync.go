@@ -42,11 +42,10 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (framework.Resul
 	if err != nil || sel.Empty() {
 		return framework.Result{}, framework.Terminal(fmt.Errorf("replicaset %s: bad selector: %v", key, err))
 	}
-	all, err := c.podLister.Pods(ns).List(labels.Everything())
-	if err != nil {
-		return framework.Result{}, err
-	}
-	owned, err := claim.Claim(ctx, c.claimer(rs, sel), all)
+	// Its own pods (to keep, or release when they no longer match) and the namespace's
+	// orphans (to adopt): the others belong to other controllers and would be skipped.
+	candidates := podutil.PodsOfControllers(c.pods, []types.UID{rs.UID}, ns)
+	owned, err := claim.Claim(ctx, c.claimer(rs, sel), candidates)
 	if err != nil {
 		return framework.Result{}, err
 	}
@@ -183,16 +182,15 @@ func (c *Controller) createBatch(ctx context.Context, rs *appsv1.ReplicaSet, ref
 // relatedPods are the active pods of every ReplicaSet sharing rs's controller.
 func (c *Controller) relatedPods(rs *appsv1.ReplicaSet, owner types.UID) []*corev1.Pod {
 	sets, _ := c.rsLister.ReplicaSets(rs.Namespace).List(labels.Everything())
-	uids := map[types.UID]bool{}
+	var uids []types.UID
 	for _, s := range sets {
 		if r := metav1.GetControllerOfNoCopy(s); r != nil && r.UID == owner {
-			uids[s.UID] = true
+			uids = append(uids, s.UID)
 		}
 	}
-	pods, _ := c.podLister.Pods(rs.Namespace).List(labels.Everything())
 	var out []*corev1.Pod
-	for _, p := range pods {
-		if r := metav1.GetControllerOfNoCopy(p); r != nil && uids[r.UID] && podutil.IsActive(p) {
+	for _, p := range podutil.PodsOfControllers(c.pods, uids, "") {
+		if podutil.IsActive(p) {
 			out = append(out, p)
 		}
 	}
