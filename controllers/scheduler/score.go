@@ -101,16 +101,7 @@ func spreadRaw(pod *corev1.Pod, ref *metav1.OwnerReference, ni *NodeInfo) int64 
 	if ref == nil {
 		return 0
 	}
-	var n int64
-	for _, p := range ni.Pods {
-		if p.Namespace != pod.Namespace || p.DeletionTimestamp != nil {
-			continue
-		}
-		if r := metav1.GetControllerOfNoCopy(p); r != nil && r.UID == ref.UID {
-			n++
-		}
-	}
-	return n
+	return int64(ni.ControlledPods(ref.UID)) // a controller's UID names one namespace's object
 }
 
 // intolerablePreferNoSchedule counts PreferNoSchedule taints the pod does not tolerate.
