@@ -126,23 +126,7 @@ func (s *Server) listPartial(ctx context.Context, q *request, opts *metav1.ListO
 // straight from the stored bytes, otherwise from each object's ObjectMeta alone.
 func (s *Server) handlePartialList(w http.ResponseWriter, r *http.Request, q *request, opts *metav1.ListOptions, sel *selector, mt mediaType) {
 	if mt.info.MediaType == protobufType && sel.labels.Empty() && sel.fields.Empty() {
-		var items []rawItem
-		page, err := s.listPage(r.Context(), q, opts, func(kv raftstore.KV) (bool, error) {
-			items = append(items, rawItem{value: kv.Value, modRevision: kv.ModRevision})
-			return true, nil
-		}, true)
-		if err != nil {
-			writeError(w, err, q.gr(), "")
-			return
-		}
-		out, err := rawList(mt.as.GroupVersion().String(), kindPartialList, items, page, appendPartialItem)
-		if err != nil {
-			writeError(w, err, q.gr(), "")
-			return
-		}
-		w.Header().Set("Content-Type", protobufType)
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(out)
+		s.serveRawList(w, r, q, opts, mt.as.GroupVersion().String(), kindPartialList, appendPartialItem)
 		return
 	}
 	list, err := s.listPartial(r.Context(), q, opts, sel, mt)

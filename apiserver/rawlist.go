@@ -127,6 +127,12 @@ func unknownRaw(data []byte) ([]byte, error) {
 
 // handleRawList serves a list for canListRaw.
 func (s *Server) handleRawList(w http.ResponseWriter, r *http.Request, q *request, opts *metav1.ListOptions) {
+	s.serveRawList(w, r, q, opts, q.rs.GVR.GroupVersion().String(), q.rs.Kind+"List", appendObjectItem)
+}
+
+// serveRawList writes a protobuf list of kind listKind straight from the stored bytes of
+// the page, each item made by appendItem (the whole object, or its metadata alone).
+func (s *Server) serveRawList(w http.ResponseWriter, r *http.Request, q *request, opts *metav1.ListOptions, apiVersion, listKind string, appendItem func(dst, raw []byte, rv string) ([]byte, error)) {
 	var items []rawItem
 	page, err := s.listPage(r.Context(), q, opts, func(kv raftstore.KV) (bool, error) {
 		items = append(items, rawItem{value: kv.Value, modRevision: kv.ModRevision})
@@ -136,7 +142,7 @@ func (s *Server) handleRawList(w http.ResponseWriter, r *http.Request, q *reques
 		writeError(w, err, q.gr(), "")
 		return
 	}
-	out, err := rawList(q.rs.GVR.GroupVersion().String(), q.rs.Kind+"List", items, page, appendObjectItem)
+	out, err := rawList(apiVersion, listKind, items, page, appendItem)
 	if err != nil {
 		writeError(w, err, q.gr(), "")
 		return
