@@ -33,14 +33,21 @@ func AddNodeNameIndex(inf cache.SharedIndexInformer) error {
 
 // PodsOnNode lists the pods the index holds for node.
 func PodsOnNode(inf cache.SharedIndexInformer, node string) []*corev1.Pod {
-	objs, err := inf.GetIndexer().ByIndex(NodeNameIndex, node)
-	if err != nil {
-		return nil
-	}
-	out := make([]*corev1.Pod, 0, len(objs))
-	for _, o := range objs {
-		if p, ok := o.(*corev1.Pod); ok {
-			out = append(out, p)
+	return podsByIndex(inf, NodeNameIndex, node)
+}
+
+// podsByIndex lists the pods an index of inf holds under any of keys.
+func podsByIndex(inf cache.SharedIndexInformer, index string, keys ...string) []*corev1.Pod {
+	var out []*corev1.Pod
+	for _, k := range keys {
+		objs, err := inf.GetIndexer().ByIndex(index, k)
+		if err != nil {
+			continue
+		}
+		for _, o := range objs {
+			if p, ok := o.(*corev1.Pod); ok {
+				out = append(out, p)
+			}
 		}
 	}
 	return out
@@ -86,17 +93,5 @@ func PodsOfControllers(inf cache.SharedIndexInformer, uids []types.UID, orphansI
 	if orphansIn != "" {
 		keys = append(keys, orphanKey(orphansIn))
 	}
-	var out []*corev1.Pod
-	for _, k := range keys {
-		objs, err := inf.GetIndexer().ByIndex(ControllerIndex, k)
-		if err != nil {
-			continue
-		}
-		for _, o := range objs {
-			if p, ok := o.(*corev1.Pod); ok {
-				out = append(out, p)
-			}
-		}
-	}
-	return out
+	return podsByIndex(inf, ControllerIndex, keys...)
 }
