@@ -92,6 +92,10 @@ func updatedUIDRefused(err error) bool {
 // each write's watch event causing the next. The kubelet's status manager does the same
 // (normalizeStatus).
 func normalizeStatus(st *corev1.PodStatus) {
+	// A computed status shares pointers (startTime, container states) with the pod it was
+	// computed from, which other goroutines read (a static pod's mirror sync): truncate a
+	// copy, never through those pointers.
+	*st = *st.DeepCopy()
 	sec := func(t *metav1.Time) { *t = t.Rfc3339Copy() }
 	if st.StartTime != nil {
 		sec(st.StartTime)
