@@ -13,7 +13,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 )
@@ -240,12 +239,8 @@ func RunScale(ctx context.Context, o ScaleOptions) (*ScaleResult, error) {
 		}
 	case scalePodsDirect:
 		say("creating %d pods directly, 32 writers over the %d servers", o.Pods, len(admin))
-		tmpl := benchDeployment("scale", 1).Spec.Template
-		podFor := func(i int) *corev1.Pod {
-			return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("pod-%06d", i), Labels: tmpl.Labels}, Spec: tmpl.Spec}
-		}
 		creating.Go(func() {
-			if err := createPodsWith(sctx, admin, scaleNamespace, o.Pods, podFor, func(f string, a ...any) { say(f, a...) }); err != nil {
+			if err := createPodsWith(sctx, admin, scaleNamespace, o.Pods, benchPods("pod"), func(f string, a ...any) { say(f, a...) }); err != nil {
 				createErr <- err
 			}
 		})

@@ -28,10 +28,14 @@ import (
 
 // SchedulerOptions configure RunScheduler (`skiff bench scheduler`).
 type SchedulerOptions struct {
-	Exe         string // the skiff binary the servers and the hollow nodes run
-	Servers     int    // default 3; 1 is a control plane that no leader change disturbs
-	Nodes       int    // hollow nodes, all in one hollow-nodes process
-	Pods        int    // pods, created at once through Deployments
+	Exe     string // the skiff binary the servers and the hollow nodes run
+	Servers int    // default 3; 1 is a control plane that no leader change disturbs
+	Nodes   int    // hollow nodes, all in one hollow-nodes process
+	Pods    int    // pods, created at once
+	// Via is how the pods are made: "deployments" (the default: o.Deployments of them,
+	// the ReplicaSet controller creates the pods) or "pods" (bare pods from 32 writers
+	// spread over the servers, as scheduler_perf's createPods makes them through the API).
+	Via         string
 	Deployments int
 	Timeout     time.Duration // for every pod to be bound
 	Dir         string        // where the temporary cluster directory is made
@@ -51,14 +55,19 @@ type SchedulerResult struct {
 	Elections   int     `json:"leaderChanges"` // Raft terms that began while pods were bound
 	Nodes       int     `json:"nodes"`
 	Pods        int     `json:"pods"`
+	Via         string  `json:"via,omitempty"` // "deployments" or "pods"
 	Deployments int     `json:"deployments"`
 	Bound       int     `json:"bound"`
-	CreatedIn   float64 `json:"createdInSeconds"` // first Deployment written to last pod seen created
+	CreatedIn   float64 `json:"createdInSeconds"` // first create call to last pod seen created
 	BoundIn     float64 `json:"boundInSeconds"`   // first pod seen created to last pod seen bound
-	// PodsPerSecond is Bound/BoundIn; EndToEndPerSecond counts from the Deployments' creation.
+	// PodsPerSecond is Bound/BoundIn (the overall figure); EndToEndPerSecond counts from
+	// the first create call (of a Deployment or a pod).
 	PodsPerSecond     float64 `json:"podsBoundPerSecond"`
 	EndToEndPerSecond float64 `json:"endToEndPodsPerSecond"`
 	PeakPerSecond     int     `json:"peakBoundInOneSecond"`
+	// Throughput is scheduler_perf's SchedulingThroughput: pods bound per second, sampled
+	// every second while pods are being bound (nil when fewer than two samples were taken).
+	Throughput *SchedulingThroughput `json:"schedulingThroughput,omitempty"`
 	// Create-to-bound latency, from the watch event of the pod's creation to that of its
 	// binding (both seen by the same watch, so its lag cancels out).
 	P50Ms float64 `json:"p50CreateToBoundMs"`
@@ -80,6 +89,9 @@ func (o *SchedulerOptions) defaults() {
 	if o.Deployments == 0 {
 		o.Deployments = 10
 	}
+	if o.Via == "" {
+		o.Via = scalePodsViaDep
+	}
 	if o.Timeout == 0 {
 		o.Timeout = 10 * time.Minute
 	}
@@ -89,12 +101,15 @@ func (o *SchedulerOptions) defaults() {
 }
 
 // RunScheduler starts three servers as processes and one process of o.Nodes hollow nodes,
-// waits for every node to be Ready, creates o.Pods pods at once through o.Deployments
-// Deployments, and measures how fast the scheduler binds them. Everything it started is
+// waits for every node to be Ready, creates o.Pods pods at once (through o.Deployments
+// Deployments, or directly), and measures how fast the scheduler binds them. Everything it started is
 // stopped, and its data removed, before it returns. When not every pod is bound within
 // o.Timeout it returns the partial result with an error.
 func RunScheduler(ctx context.Context, o SchedulerOptions) (*SchedulerResult, error) {
 	o.defaults()
+	if o.Via != scalePodsViaDep && o.Via != scalePodsDirect {
+		return nil, fmt.Errorf("bench scheduler: --via %q: deployments or pods", o.Via)
+	}
 	say := func(format string, a ...any) { fmt.Fprintf(o.Progress, "scheduler: "+format+"\n", a...) }
 	dir, cleanup, err := clusterDir(o.Dir, "skiff-schedbench-", say)
 	if err != nil {
@@ -192,20 +207,52 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (*SchedulerResult, er
 	if o.ProfileDir != "" {
 		waitProfiles = profileServers(ctx, lc, servers, o.ProfileDir, "scheduler", fmt.Sprintf("profile?seconds=%d", 20), say)
 	}
-	say("creating %d pods through %d Deployments", o.Pods, o.Deployments)
-	start := time.Now()
-	for i := range o.Deployments {
-		replicas := int32(o.Pods / o.Deployments)
-		if i < o.Pods%o.Deployments {
-			replicas++
+	cctx, stopCreating := context.WithCancel(ctx)
+	var creating sync.WaitGroup
+	defer func() { stopCreating(); creating.Wait() }()
+	createErr := make(chan error, 1)
+	var writers []kubernetes.Interface
+	if o.Via == scalePodsDirect {
+		var cfgs []*rest.Config
+		for _, p := range servers {
+			c, err := cluster.RestConfig(lc.Kubeconfig, p.Name)
+			if err != nil {
+				return nil, err
+			}
+			cfgs = append(cfgs, c)
 		}
-		if _, err := client.AppsV1().Deployments(ns).Create(ctx, benchDeployment(fmt.Sprintf("load-%d", i), replicas), metav1.CreateOptions{}); err != nil {
+		if writers, err = apiClients(cfgs, len(cfgs)); err != nil {
 			return nil, err
 		}
+	}
+	sampler := &throughputSampler{}
+	start := time.Now()
+	switch o.Via {
+	case scalePodsViaDep:
+		say("creating %d pods through %d Deployments", o.Pods, o.Deployments)
+		for i := range o.Deployments {
+			replicas := int32(o.Pods / o.Deployments)
+			if i < o.Pods%o.Deployments {
+				replicas++
+			}
+			if _, err := client.AppsV1().Deployments(ns).Create(ctx, benchDeployment(fmt.Sprintf("load-%d", i), replicas), metav1.CreateOptions{}); err != nil {
+				return nil, err
+			}
+		}
+	case scalePodsDirect:
+		say("creating %d pods directly, 32 writers over the %d servers", o.Pods, len(writers))
+		creating.Go(func() {
+			if err := createPodsWith(cctx, writers, ns, o.Pods, benchPods("load"), say); err != nil && cctx.Err() == nil {
+				createErr <- err
+			}
+		})
 	}
 	deadline := time.After(o.Timeout)
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
+	// scheduler_perf samples its informer's count of scheduled pods every second.
+	sample := time.NewTicker(time.Second)
+	defer sample.Stop()
 	lastBound := 0
 	var timedOut error
 wait:
@@ -217,9 +264,13 @@ wait:
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case err := <-createErr:
+			return nil, err
 		case <-deadline:
 			timedOut = fmt.Errorf("bench: %d of %d pods bound after %s", bound, o.Pods, o.Timeout)
 			break wait
+		case now := <-sample.C:
+			sampler.observe(now, bound)
 		case <-tick.C:
 			say("%5.1fs: %d created, %d bound (%d/s)", time.Since(start).Seconds(), created, bound, (bound-lastBound)/2)
 			lastBound = bound
@@ -243,7 +294,11 @@ wait:
 		}
 	}
 	res := rec.result(start)
-	res.Command, res.Servers, res.Nodes, res.Pods, res.Deployments = o.Command, o.Servers, o.Nodes, o.Pods, o.Deployments
+	res.Command, res.Servers, res.Nodes, res.Pods, res.Via, res.Deployments = o.Command, o.Servers, o.Nodes, o.Pods, o.Via, o.Deployments
+	if o.Via == scalePodsDirect {
+		res.Deployments = 0
+	}
+	res.Throughput = sampler.summary()
 	res.Elections = max(0, maxTerm(ctx, lc, servers)-termBefore)
 	// A run that timed out still reports what it measured, with the error.
 	return res, timedOut
@@ -264,6 +319,73 @@ func benchDeployment(name string, replicas int32) *appsv1.Deployment {
 			},
 		},
 	}
+}
+
+// benchPods makes the i-th bare pod of a direct run: benchDeployment's pod template (the
+// same requests), named <app>-<i>.
+func benchPods(app string) func(i int) *corev1.Pod {
+	tmpl := benchDeployment(app, 1).Spec.Template
+	return func(i int) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%06d", app, i), Labels: tmpl.Labels}, Spec: *tmpl.Spec.DeepCopy()}
+	}
+}
+
+// throughputSampler is scheduler_perf's throughputCollector (test/integration/
+// scheduler_perf): fed the count of bound pods every second, it skips samples until the
+// first pod is bound and then the first sample itself (sampling and creating start
+// independently), waits out seconds in which nothing was bound instead of recording 0 and
+// then records the rate over the whole wait once per second waited, and divides by the
+// time that really passed between samples.
+type throughputSampler struct {
+	started bool
+	last    int
+	lastAt  time.Time
+	skipped int
+	samples []float64
+}
+
+func (t *throughputSampler) observe(now time.Time, bound int) {
+	switch {
+	case bound == 0:
+		return
+	case !t.started:
+		t.started, t.last, t.lastAt = true, bound, now
+		return
+	case bound == t.last:
+		t.skipped++
+		return
+	}
+	rate := float64(bound-t.last) / now.Sub(t.lastAt).Seconds()
+	for range t.skipped + 1 {
+		t.samples = append(t.samples, rate)
+	}
+	t.last, t.lastAt, t.skipped = bound, now, 0
+}
+
+// SchedulingThroughput summarises per-second samples of pods bound per second as
+// scheduler_perf does: their mean, and the nearest-rank percentiles of the sorted samples.
+type SchedulingThroughput struct {
+	Samples int     `json:"samples"`
+	Average float64 `json:"average"`
+	Perc50  float64 `json:"perc50"`
+	Perc90  float64 `json:"perc90"`
+	Perc95  float64 `json:"perc95"`
+	Perc99  float64 `json:"perc99"`
+}
+
+func (t *throughputSampler) summary() *SchedulingThroughput {
+	n := len(t.samples)
+	if n == 0 {
+		return nil
+	}
+	s := slices.Clone(t.samples)
+	slices.Sort(s)
+	sum := 0.0
+	for _, v := range s {
+		sum += v
+	}
+	rank := func(p int) float64 { return s[(n*p+99)/100-1] } // ceil(n*p/100)-1
+	return &SchedulingThroughput{Samples: n, Average: sum / float64(n), Perc50: rank(50), Perc90: rank(90), Perc95: rank(95), Perc99: rank(99)}
 }
 
 // waitNodesReady waits until want nodes matching selector (all with "") are Ready, saying
@@ -428,15 +550,27 @@ func profileServers(ctx context.Context, lc *cluster.LocalCluster, servers []clu
 
 // WriteTable prints the result as a small table.
 func (r *SchedulerResult) WriteTable(w io.Writer) error {
-	_, err := fmt.Fprintf(w, `scheduler benchmark: %d hollow nodes, %d pods in %d Deployments, %d servers on this machine
+	how := fmt.Sprintf("in %d Deployments", r.Deployments)
+	if r.Via == scalePodsDirect {
+		how = "created directly (bare pods, 32 writers)"
+	}
+	if _, err := fmt.Fprintf(w, `scheduler benchmark: %d hollow nodes, %d pods %s, %d servers on this machine
   pods bound                 %d
-  created in                 %.1fs (Deployments written -> last pod created)
+  created in                 %.1fs (first create call -> last pod created)
   bound in                   %.1fs (first pod created -> last pod bound)
-  pods bound per second      %.0f  (end to end from the Deployments: %.0f; peak second %d)
-  create->bound p50/p90/p99  %.0f / %.0f / %.0f ms (max %.0f ms)
+  pods bound per second      %.0f  overall, first pod created -> last bound (from the first create call: %.0f; peak second %d)
+`, r.Nodes, r.Pods, how, r.Servers, r.Bound, r.CreatedIn, r.BoundIn, r.PodsPerSecond, r.EndToEndPerSecond, r.PeakPerSecond); err != nil {
+		return err
+	}
+	if t := r.Throughput; t != nil {
+		if _, err := fmt.Fprintf(w, "  SchedulingThroughput       average %.0f pods/s, p50 %.0f / p90 %.0f / p99 %.0f (scheduler_perf's: %d one-second samples while binding)\n",
+			t.Average, t.Perc50, t.Perc90, t.Perc99, t.Samples); err != nil {
+			return err
+		}
+	}
+	_, err := fmt.Fprintf(w, `  create->bound p50/p90/p99  %.0f / %.0f / %.0f ms (max %.0f ms)
   leader changes meanwhile   %d
-`, r.Nodes, r.Pods, r.Deployments, r.Servers, r.Bound, r.CreatedIn, r.BoundIn, r.PodsPerSecond, r.EndToEndPerSecond, r.PeakPerSecond,
-		r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs, r.Elections)
+`, r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs, r.Elections)
 	return err
 }
 
