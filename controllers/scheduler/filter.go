@@ -35,16 +35,20 @@ type filterFunc func(pi *podInfo, ni *NodeInfo) []string
 // scheduling cycle (kube-scheduler's PreFilter and PreScore state) rather than once per
 // node: with a thousand nodes, recomputing the pod's requests per node dominated a decision.
 type podInfo struct {
-	pod      *corev1.Pod
-	req      Resource // PodRequests
+	pod *corev1.Pod
+	req Resource // PodRequests
+	// scalars are req.Scalar's names, sorted for the order of the reasons: sorting them
+	// for every node was 1,300 allocations a decision among 1,000 nodes.
+	scalars  []corev1.ResourceName
 	nonZero  Resource // podNonZeroRequests, for scoring
 	ports    []hostPort
 	affinity nodeaffinity.RequiredNodeAffinity
 }
 
 func newPodInfo(pod *corev1.Pod) *podInfo {
-	return &podInfo{pod: pod, req: PodRequests(pod), nonZero: podNonZeroRequests(pod), ports: podHostPorts(pod),
-		affinity: nodeaffinity.GetRequiredNodeAffinity(pod)}
+	req := PodRequests(pod)
+	return &podInfo{pod: pod, req: req, scalars: slices.Sorted(maps.Keys(req.Scalar)), nonZero: podNonZeroRequests(pod),
+		ports: podHostPorts(pod), affinity: nodeaffinity.GetRequiredNodeAffinity(pod)}
 }
 
 // filters run in kube-scheduler's default-profile order; a node's reasons come from the
@@ -118,12 +122,10 @@ func readyStatus(node *corev1.Node) corev1.ConditionStatus {
 }
 
 func filterTaintToleration(pi *podInfo, ni *NodeInfo) []string {
-	_, untolerated := corev1helpers.FindMatchingUntoleratedTaint(klog.Background(), EffectiveTaints(ni.Node), pi.pod.Spec.Tolerations,
-		func(t *corev1.Taint) bool {
-			return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
-		}, false)
-	if untolerated {
-		return []string{ReasonUntoleratedTain}
+	for i := range ni.noSchedule {
+		if !tolerates(pi.pod, &ni.noSchedule[i]) {
+			return []string{ReasonUntoleratedTain}
+		}
 	}
 	return nil
 }
@@ -179,7 +181,7 @@ func filterResourcesFit(pi *podInfo, ni *NodeInfo) []string {
 	if req.Memory > 0 && req.Memory > ni.Allocatable.Memory-ni.Requested.Memory {
 		reasons = append(reasons, "Insufficient memory")
 	}
-	for _, name := range slices.Sorted(maps.Keys(req.Scalar)) {
+	for _, name := range pi.scalars {
 		if v := req.Scalar[name]; v > 0 && v > ni.Allocatable.Scalar[name]-ni.Requested.Scalar[name] {
 			reasons = append(reasons, "Insufficient "+string(name))
 		}

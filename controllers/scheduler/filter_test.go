@@ -83,3 +83,25 @@ func TestNodeInfoRemovePodRestoresSums(t *testing.T) {
 		t.Fatalf("after remove: %+v ports %v", ni.Requested, ni.UsedPorts)
 	}
 }
+
+// The filters read what SetNode computed from the node: an update that makes the node
+// NotReady, or taints it, must change the verdict, and one that heals it must change it back.
+func TestFilterFollowsNodeUpdates(t *testing.T) {
+	p := pod("p", "", "")
+	ni := NewNodeInfo(node("n", "1", "1Gi", 10))
+	if got := Filter(p, ni); got != nil {
+		t.Fatalf("Ready node: Filter = %q, want it to fit", got)
+	}
+	ni.SetNode(node("n", "1", "1Gi", 10, withReady(corev1.ConditionFalse)))
+	if got := Filter(p, ni); !slices.Equal(got, []string{ReasonUntoleratedTain}) {
+		t.Fatalf("NotReady node: Filter = %q, want %q", got, ReasonUntoleratedTain)
+	}
+	ni.SetNode(node("n", "1", "1Gi", 10, withTaint("dedicated", "gpu", corev1.TaintEffectNoExecute)))
+	if got := Filter(p, ni); !slices.Equal(got, []string{ReasonUntoleratedTain}) {
+		t.Fatalf("tainted node: Filter = %q, want %q", got, ReasonUntoleratedTain)
+	}
+	ni.SetNode(node("n", "1", "1Gi", 10))
+	if got := Filter(p, ni); got != nil {
+		t.Fatalf("healed node: Filter = %q, want it to fit", got)
+	}
+}
