@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/informers"
@@ -110,6 +112,38 @@ func TestSchedulerBindsAndSpreads(t *testing.T) {
 	}
 	if h.binds != 9 {
 		t.Errorf("binds = %d, want 9 (one per pod)", h.binds)
+	}
+}
+
+// A bind the API refuses (here a 500, as a leader change gives a forwarded write) leaves the
+// pod neither assumed nor lost: it is scheduled again and bound, and says why it waited.
+func TestFailedBindIsRetried(t *testing.T) {
+	h := startScheduler(t, node("n1", "4", "8Gi", 110))
+	failed := false
+	h.client.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if a.GetSubresource() != "binding" || failed {
+			return false, nil, nil
+		}
+		failed = true
+		return true, nil, apierrors.NewInternalError(errors.New("leader changed"))
+	})
+	if _, err := h.client.CoreV1().Pods("default").Create(context.Background(), pod("a", "100m", ""), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("the pod bound after its first bind failed", func() bool { return h.pod("a").Spec.NodeName == "n1" })
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !failed || h.binds != 1 {
+		t.Errorf("failed first bind %v, binds that went through %d: want a failure, then one bind", failed, h.binds)
+	}
+	var warned bool
+	for len(h.events.Events) > 0 && !warned {
+		warned = strings.HasPrefix(<-h.events.Events, "Warning FailedScheduling Binding rejected")
+	}
+	if !warned {
+		t.Errorf("no FailedScheduling event for the refused bind")
 	}
 }
 
