@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -65,6 +66,10 @@ type SchedulerResult struct {
 	PodsPerSecond     float64 `json:"podsBoundPerSecond"`
 	EndToEndPerSecond float64 `json:"endToEndPodsPerSecond"`
 	PeakPerSecond     int     `json:"peakBoundInOneSecond"`
+	// CPU is what each process used while the pods were bound (first create call to last
+	// pod bound, from /proc), per bound pod: unlike the rates it does not depend on how
+	// much of the machine other work took.
+	CPU []ProcessCPU `json:"cpuWhileBinding,omitempty"`
 	// Throughput is scheduler_perf's SchedulingThroughput: pods bound per second, sampled
 	// every second while pods are being bound (nil when fewer than two samples were taken).
 	Throughput *SchedulingThroughput `json:"schedulingThroughput,omitempty"`
@@ -226,6 +231,11 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (*SchedulerResult, er
 		}
 	}
 	sampler := &throughputSampler{}
+	cpuNames, cpuPIDs := []string{hollow.Name}, []int{hollow.PID}
+	for _, p := range servers {
+		cpuNames, cpuPIDs = append(cpuNames, p.Name), append(cpuPIDs, p.PID)
+	}
+	cpuBefore := cpuTicks(cpuPIDs)
 	start := time.Now()
 	switch o.Via {
 	case scalePodsViaDep:
@@ -276,6 +286,16 @@ wait:
 			lastBound = bound
 		}
 	}
+	cpuAfter := cpuTicks(cpuPIDs)
+	leader := serverStatus(ctx, lc, servers).Leader
+	var cpu []ProcessCPU
+	for i, name := range cpuNames {
+		c := ProcessCPU{Name: name, Leader: name == leader, Seconds: float64(cpuAfter[i]-min(cpuBefore[i], cpuAfter[i])) / clkTck}
+		if _, bound := rec.counts(); bound > 0 {
+			c.MsPerPod = 1000 * c.Seconds / float64(bound)
+		}
+		cpu = append(cpu, c)
+	}
 	if waitProfiles != nil {
 		waitProfiles()
 		// The heap once every pod is Running and their status writes are over (after a GC):
@@ -299,6 +319,7 @@ wait:
 		res.Deployments = 0
 	}
 	res.Throughput = sampler.summary()
+	res.CPU = cpu
 	res.Elections = max(0, maxTerm(ctx, lc, servers)-termBefore)
 	// A run that timed out still reports what it measured, with the error.
 	return res, timedOut
@@ -319,6 +340,23 @@ func benchDeployment(name string, replicas int32) *appsv1.Deployment {
 			},
 		},
 	}
+}
+
+// ProcessCPU is one process's user+system CPU over the binding.
+type ProcessCPU struct {
+	Name     string  `json:"name"`
+	Leader   bool    `json:"leader,omitempty"`
+	Seconds  float64 `json:"seconds"`
+	MsPerPod float64 `json:"msPerBoundPod"`
+}
+
+// cpuTicks reads the CPU ticks used so far by each process (0 for one that is gone).
+func cpuTicks(pids []int) []uint64 {
+	out := make([]uint64, len(pids))
+	for i, pid := range pids {
+		out[i], _, _ = procUsage(pid)
+	}
+	return out
 }
 
 // benchPods makes the i-th bare pod of a direct run: benchDeployment's pod template (the
@@ -565,6 +603,23 @@ func (r *SchedulerResult) WriteTable(w io.Writer) error {
 	if t := r.Throughput; t != nil {
 		if _, err := fmt.Fprintf(w, "  SchedulingThroughput       average %.0f pods/s, p50 %.0f / p90 %.0f / p99 %.0f (scheduler_perf's: %d one-second samples while binding)\n",
 			t.Average, t.Perc50, t.Perc90, t.Perc99, t.Samples); err != nil {
+			return err
+		}
+	}
+	if len(r.CPU) > 0 {
+		var parts []string
+		servers := 0.0
+		for _, c := range r.CPU {
+			name := c.Name
+			if c.Leader {
+				name += " (leader)"
+			}
+			if c.Name != "hollow-nodes" {
+				servers += c.MsPerPod
+			}
+			parts = append(parts, fmt.Sprintf("%s %.2f", name, c.MsPerPod))
+		}
+		if _, err := fmt.Fprintf(w, "  CPU ms per bound pod       %s; the servers together %.2f\n", strings.Join(parts, ", "), servers); err != nil {
 			return err
 		}
 	}
