@@ -144,16 +144,16 @@ func createPods(ctx context.Context, cs []kubernetes.Interface, ns string, n int
 		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("pod-%05d", i), Labels: map[string]string{"app": "bench", "shard": strconv.Itoa(i % 10)}},
 			Spec: corev1.PodSpec{SchedulerName: "skiff-bench-none", Containers: []corev1.Container{{Name: "app", Image: "registry.local/bench:1"}}}}
 	}
-	return createPodsWith(ctx, cs, ns, n, listed, func(f string, a ...any) { fmt.Fprintf(progress, "bench api:   "+f+"\n", a...) })
+	return createPodsWith(ctx, cs, ns, n, 32, listed, func(f string, a ...any) { fmt.Fprintf(progress, "bench api:   "+f+"\n", a...) })
 }
 
-// createPodsWith creates podFor(i) for i in [0, n) in ns with 32 writers, each call tried up
+// createPodsWith creates podFor(i) for i in [0, n) in ns with the given writers, each call tried up
 // to 5 times (an existing pod counts as created), saying how far it is every 2,000 pods.
-func createPodsWith(ctx context.Context, cs []kubernetes.Interface, ns string, n int, podFor func(i int) *corev1.Pod, say func(string, ...any)) error {
+func createPodsWith(ctx context.Context, cs []kubernetes.Interface, ns string, n, writers int, podFor func(i int) *corev1.Pod, say func(string, ...any)) error {
 	var wg sync.WaitGroup
-	errc := make(chan error, 32)
+	errc := make(chan error, writers)
 	next := make(chan int)
-	for w := 0; w < 32; w++ {
+	for w := 0; w < writers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

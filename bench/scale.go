@@ -240,7 +240,7 @@ func RunScale(ctx context.Context, o ScaleOptions) (*ScaleResult, error) {
 	case scalePodsDirect:
 		say("creating %d pods directly, 32 writers over the %d servers", o.Pods, len(admin))
 		creating.Go(func() {
-			if err := createPodsWith(sctx, admin, scaleNamespace, o.Pods, benchPods("pod"), func(f string, a ...any) { say(f, a...) }); err != nil {
+			if err := createPodsWith(sctx, admin, scaleNamespace, o.Pods, 32, benchPods("pod"), func(f string, a ...any) { say(f, a...) }); err != nil {
 				createErr <- err
 			}
 		})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -34,9 +35,11 @@ type SchedulerOptions struct {
 	Nodes   int    // hollow nodes, all in one hollow-nodes process
 	Pods    int    // pods, created at once
 	// Via is how the pods are made: "deployments" (the default: o.Deployments of them,
-	// the ReplicaSet controller creates the pods) or "pods" (bare pods from 32 writers
-	// spread over the servers, as scheduler_perf's createPods makes them through the API).
+	// the ReplicaSet controller creates the pods) or "pods" (bare pods from Writers
+	// parallel writers spread over the servers, as scheduler_perf's createPods makes them
+	// through the API).
 	Via         string
+	Writers     int // default 32
 	Deployments int
 	Timeout     time.Duration // for every pod to be bound
 	Dir         string        // where the temporary cluster directory is made
@@ -56,7 +59,8 @@ type SchedulerResult struct {
 	Elections   int     `json:"leaderChanges"` // Raft terms that began while pods were bound
 	Nodes       int     `json:"nodes"`
 	Pods        int     `json:"pods"`
-	Via         string  `json:"via,omitempty"` // "deployments" or "pods"
+	Via         string  `json:"via,omitempty"`     // "deployments" or "pods"
+	Writers     int     `json:"writers,omitempty"` // of the pods, with Via "pods"
 	Deployments int     `json:"deployments"`
 	Bound       int     `json:"bound"`
 	CreatedIn   float64 `json:"createdInSeconds"` // first create call to last pod seen created
@@ -70,6 +74,9 @@ type SchedulerResult struct {
 	// pod bound, from /proc), per bound pod: unlike the rates it does not depend on how
 	// much of the machine other work took.
 	CPU []ProcessCPU `json:"cpuWhileBinding,omitempty"`
+	// Requests is the API requests the servers answered while the pods were bound, per
+	// bound pod, by "VERB resource[/subresource]" (from their /metrics; those at least 0.05).
+	Requests map[string]float64 `json:"apiRequestsPerBoundPod,omitempty"`
 	// Throughput is scheduler_perf's SchedulingThroughput: pods bound per second, sampled
 	// every second while pods are being bound (nil when fewer than two samples were taken).
 	Throughput *SchedulingThroughput `json:"schedulingThroughput,omitempty"`
@@ -96,6 +103,9 @@ func (o *SchedulerOptions) defaults() {
 	}
 	if o.Via == "" {
 		o.Via = scalePodsViaDep
+	}
+	if o.Writers <= 0 {
+		o.Writers = 32
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 10 * time.Minute
@@ -235,6 +245,7 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (*SchedulerResult, er
 	for _, p := range servers {
 		cpuNames, cpuPIDs = append(cpuNames, p.Name), append(cpuPIDs, p.PID)
 	}
+	metricsBefore := scrapeServers(ctx, lc, servers)
 	cpuBefore := cpuTicks(cpuPIDs)
 	start := time.Now()
 	switch o.Via {
@@ -250,9 +261,9 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (*SchedulerResult, er
 			}
 		}
 	case scalePodsDirect:
-		say("creating %d pods directly, 32 writers over the %d servers", o.Pods, len(writers))
+		say("creating %d pods directly, %d writers over the %d servers", o.Pods, o.Writers, len(writers))
 		creating.Go(func() {
-			if err := createPodsWith(cctx, writers, ns, o.Pods, benchPods("load"), say); err != nil && cctx.Err() == nil {
+			if err := createPodsWith(cctx, writers, ns, o.Pods, o.Writers, benchPods("load"), say); err != nil && cctx.Err() == nil {
 				createErr <- err
 			}
 		})
@@ -287,6 +298,7 @@ wait:
 		}
 	}
 	cpuAfter := cpuTicks(cpuPIDs)
+	requests := requestsPerPod(metricsBefore, scrapeServers(ctx, lc, servers), rec)
 	leader := serverStatus(ctx, lc, servers).Leader
 	var cpu []ProcessCPU
 	for i, name := range cpuNames {
@@ -316,10 +328,10 @@ wait:
 	res := rec.result(start)
 	res.Command, res.Servers, res.Nodes, res.Pods, res.Via, res.Deployments = o.Command, o.Servers, o.Nodes, o.Pods, o.Via, o.Deployments
 	if o.Via == scalePodsDirect {
-		res.Deployments = 0
+		res.Deployments, res.Writers = 0, o.Writers
 	}
 	res.Throughput = sampler.summary()
-	res.CPU = cpu
+	res.CPU, res.Requests = cpu, requests
 	res.Elections = max(0, maxTerm(ctx, lc, servers)-termBefore)
 	// A run that timed out still reports what it measured, with the error.
 	return res, timedOut
@@ -348,6 +360,51 @@ type ProcessCPU struct {
 	Leader   bool    `json:"leader,omitempty"`
 	Seconds  float64 `json:"seconds"`
 	MsPerPod float64 `json:"msPerBoundPod"`
+}
+
+// scrapeServers reads each server's /metrics (nil for one that does not answer).
+func scrapeServers(ctx context.Context, lc *cluster.LocalCluster, servers []cluster.Process) []*apiMetrics {
+	out := make([]*apiMetrics, len(servers))
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		wg.Go(func() {
+			rc, err := cluster.RestConfig(lc.Kubeconfig, s.Name)
+			if err != nil {
+				return
+			}
+			hc, err := rest.HTTPClientFor(rc)
+			if err != nil {
+				return
+			}
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			out[i], _ = scrapeAPIMetrics(sctx, hc, s.APIURL+"/metrics")
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// requestsPerPod is how many requests of each verb and resource the servers answered
+// between the two scrapes, per bound pod; nil when a server did not answer either time.
+func requestsPerPod(before, after []*apiMetrics, rec *bindRecorder) map[string]float64 {
+	_, bound := rec.counts()
+	if bound == 0 {
+		return nil
+	}
+	out := map[string]float64{}
+	for i := range after {
+		if before[i] == nil || after[i] == nil {
+			return nil
+		}
+		for series, h := range after[i].Latency {
+			if n := h.Count - before[i].Latency[series].Count; n > 0 {
+				out[series.Verb+" "+series.Resource] += n / float64(bound)
+			}
+		}
+	}
+	maps.DeleteFunc(out, func(_ string, v float64) bool { return v < 0.05 })
+	return out
 }
 
 // cpuTicks reads the CPU ticks used so far by each process (0 for one that is gone).
@@ -590,7 +647,7 @@ func profileServers(ctx context.Context, lc *cluster.LocalCluster, servers []clu
 func (r *SchedulerResult) WriteTable(w io.Writer) error {
 	how := fmt.Sprintf("in %d Deployments", r.Deployments)
 	if r.Via == scalePodsDirect {
-		how = "created directly (bare pods, 32 writers)"
+		how = fmt.Sprintf("created directly (bare pods, %d writers)", r.Writers)
 	}
 	if _, err := fmt.Fprintf(w, `scheduler benchmark: %d hollow nodes, %d pods %s, %d servers on this machine
   pods bound                 %d
@@ -603,6 +660,15 @@ func (r *SchedulerResult) WriteTable(w io.Writer) error {
 	if t := r.Throughput; t != nil {
 		if _, err := fmt.Fprintf(w, "  SchedulingThroughput       average %.0f pods/s, p50 %.0f / p90 %.0f / p99 %.0f (scheduler_perf's: %d one-second samples while binding)\n",
 			t.Average, t.Perc50, t.Perc90, t.Perc99, t.Samples); err != nil {
+			return err
+		}
+	}
+	if len(r.Requests) > 0 {
+		var parts []string
+		for _, k := range slices.Sorted(maps.Keys(r.Requests)) {
+			parts = append(parts, fmt.Sprintf("%s %.2f", k, r.Requests[k]))
+		}
+		if _, err := fmt.Fprintf(w, "  API requests per bound pod %s\n", strings.Join(parts, ", ")); err != nil {
 			return err
 		}
 	}

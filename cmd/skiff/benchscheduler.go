@@ -20,7 +20,7 @@ func newBenchSchedulerCmd() *cobra.Command {
 		Long: `Starts three servers as processes and one process running --nodes hollow node agents
 (the real agent code with a runtime that only pretends), waits for every node to be Ready,
 then creates --pods pods at once, through --deployments Deployments (--via deployments, the
-default) or directly as bare pods from 32 writers (--via pods, as scheduler_perf's
+default) or directly as bare pods from --writers writers (--via pods, as scheduler_perf's
 createPods), and measures how fast they are bound, from one watch of the pods: pods bound
 per second overall (first pod created to last bound), scheduler_perf's
 SchedulingThroughput (the mean and percentiles of one-second samples of pods bound while
@@ -49,7 +49,8 @@ stopped, and its data removed, when it ends or is interrupted.`,
 	f.IntVar(&o.Nodes, "nodes", 1000, "hollow nodes")
 	f.IntVar(&o.Pods, "pods", 10000, "pods to create at once")
 	f.IntVar(&o.Deployments, "deployments", 10, "Deployments the pods are spread over (--via deployments)")
-	f.StringVar(&o.Via, "via", "deployments", "how the pods are created: deployments (the ReplicaSet controller creates them) or pods (bare pods, 32 writers over the servers)")
+	f.StringVar(&o.Via, "via", "deployments", "how the pods are created: deployments (the ReplicaSet controller creates them) or pods (bare pods from --writers writers over the servers)")
+	f.IntVar(&o.Writers, "writers", 32, "parallel writers of the pods with --via pods")
 	f.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "how long every pod may take to be bound")
 	f.StringVar(&o.Dir, "dir", "", "where the temporary cluster directory is made (default: the system temp dir)")
 	f.StringVar(&o.ProfileDir, "profile", "", "directory for 20s CPU profiles of each server taken as the pods are created, and their heap profiles once the pods are Running")
