@@ -29,6 +29,8 @@ type harness struct {
 	events *record.FakeRecorder
 	mu     sync.Mutex
 	binds  int
+	// failBinds is how many of the next binds the API refuses (with a 500).
+	failBinds, failed int
 }
 
 func startScheduler(t *testing.T, objs ...runtime.Object) *harness {
@@ -39,6 +41,16 @@ func startScheduler(t *testing.T, objs ...runtime.Object) *harness {
 			return false, nil, nil
 		}
 		b := a.(k8stesting.CreateAction).GetObject().(*corev1.Binding)
+		h.mu.Lock()
+		refuse := h.failBinds > 0
+		if refuse {
+			h.failBinds--
+			h.failed++
+		}
+		h.mu.Unlock()
+		if refuse {
+			return true, nil, apierrors.NewInternalError(errors.New("leader changed"))
+		}
 		obj, err := h.client.Tracker().Get(corev1.SchemeGroupVersion.WithResource("pods"), b.Namespace, b.Name)
 		if err != nil {
 			return true, nil, err
@@ -119,24 +131,17 @@ func TestSchedulerBindsAndSpreads(t *testing.T) {
 // pod neither assumed nor lost: it is scheduled again and bound, and says why it waited.
 func TestFailedBindIsRetried(t *testing.T) {
 	h := startScheduler(t, node("n1", "4", "8Gi", 110))
-	failed := false
-	h.client.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		if a.GetSubresource() != "binding" || failed {
-			return false, nil, nil
-		}
-		failed = true
-		return true, nil, apierrors.NewInternalError(errors.New("leader changed"))
-	})
+	h.mu.Lock()
+	h.failBinds = 1
+	h.mu.Unlock()
 	if _, err := h.client.CoreV1().Pods("default").Create(context.Background(), pod("a", "100m", ""), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	h.waitFor("the pod bound after its first bind failed", func() bool { return h.pod("a").Spec.NodeName == "n1" })
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !failed || h.binds != 1 {
-		t.Errorf("failed first bind %v, binds that went through %d: want a failure, then one bind", failed, h.binds)
+	if h.failed != 1 || h.binds != 1 {
+		t.Errorf("refused binds %d, binds that went through %d: want one of each", h.failed, h.binds)
 	}
 	var warned bool
 	for len(h.events.Events) > 0 && !warned {
