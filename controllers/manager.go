@@ -116,7 +116,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	// have all returned (stopped with ctx, it refused them: "broadcaster already stopped").
 	events := record.NewBroadcaster(record.WithContext(context.WithoutCancel(ctx)))
 	defer events.Shutdown()
-	events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: m.client.CoreV1().Events("")})
+	events.StartRecordingToSink(newConcurrentSink(&typedcorev1.EventSinkImpl{Interface: m.client.CoreV1().Events("")}, eventWriters, m.log))
 
 	var errs []error
 	type started struct {
