@@ -59,6 +59,8 @@ type UpConfig struct {
 	// Netns puts each node in its own network namespace on a bridge, with its own address
 	// (root only): real networking and real partitions.
 	Netns bool
+	// AgentArgs are added to every agent's command line (a benchmark's --pprof-addr).
+	AgentArgs []string
 }
 
 const clusterFile = "cluster.json"
@@ -299,6 +301,7 @@ func planLocalCluster(dir string, cfg UpConfig) (*LocalCluster, error) {
 			}
 			p.Args = append(p.Args, "--test-image-binary", bin)
 		}
+		p.Args = append(p.Args, cfg.AgentArgs...)
 		lc.Processes = append(lc.Processes, p)
 	}
 	return lc, nil

@@ -36,11 +36,15 @@ func (w *podWorker) startContainer(ctx context.Context, pod *corev1.Pod, s start
 		return err
 	}
 
+	t0 := time.Now()
 	rootfs, err := w.ensureImage(ctx, pod, c)
+	w.steps.image = time.Since(t0)
 	if err != nil {
 		return err
 	}
+	t0 = time.Now()
 	spec, err := w.containerSpec(ctx, pod, c, s.attempt, rootfs)
+	w.steps.spec = time.Since(t0)
 	if errors.Is(err, errSeccompProfile) {
 		// The reason the kubelet reports when the runtime cannot load the
 		// profile it was given.
@@ -49,7 +53,9 @@ func (w *podWorker) startContainer(ctx context.Context, pod *corev1.Pod, s start
 	if err != nil {
 		return fail("CreateContainerConfigError", err)
 	}
+	t0 = time.Now()
 	_, err = w.a.cfg.Runtime.Start(ctx, spec)
+	w.steps.start = time.Since(t0)
 	if errors.Is(err, runtime.ErrExists) {
 		// Left over by a crash between start and record: replace it.
 		if rerr := w.a.cfg.Runtime.Remove(ctx, spec.ID); rerr == nil || errors.Is(rerr, runtime.ErrNotFound) {
@@ -67,7 +73,9 @@ func (w *podWorker) startContainer(ctx context.Context, pod *corev1.Pod, s start
 		// measured from the end of the run that preceded it.
 		w.m.backoff.Next(backoffKey(pod.UID, c.Name), s.prevFinished)
 	}
-	w.a.log.Info("container started", "pod", pod.Namespace+"/"+pod.Name, "container", c.Name, "attempt", s.attempt)
+	w.a.log.Info("container started", "pod", pod.Namespace+"/"+pod.Name, "container", c.Name, "attempt", s.attempt,
+		"sinceWorker", ms(time.Since(w.woken)), "sandbox", ms(w.steps.sandbox), "image", ms(w.steps.image),
+		"spec", ms(w.steps.spec), "start", ms(w.steps.start))
 	return nil
 }
 
@@ -114,6 +122,9 @@ func (w *podWorker) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.
 	}
 	return rootfs, nil
 }
+
+// ms is a duration in milliseconds with a decimal, for log lines.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // hasTag reports whether a reference names a tag ("repo:tag", not the
 // port of "host:port/repo").

@@ -47,10 +47,13 @@ func (w *podWorker) updateStatus(ctx context.Context, pod *corev1.Pod, recs podR
 		w.a.log.Warn("pod status patch", "pod", pod.Namespace+"/"+pod.Name, "err", err)
 		return
 	}
+	t0 := time.Now()
 	updated, err := w.a.cfg.Client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
 	switch {
 	case err == nil:
 		w.written = updated
+		w.a.log.Debug("pod status written", "pod", pod.Namespace+"/"+pod.Name, "phase", st.Phase,
+			"sinceWorker", ms(time.Since(w.woken)), "patch", ms(time.Since(t0)))
 	case apierrors.IsNotFound(err), apierrors.IsInvalid(err) && updatedUIDRefused(err), ctx.Err() != nil:
 		// Gone, or replaced by another pod of the same name: nothing to report.
 	default:

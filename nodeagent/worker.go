@@ -35,8 +35,18 @@ type podWorker struct {
 	probes  *podProbes
 	deleted bool // the API object was deleted by us, after termination
 	volSync time.Time
+	// woken is when the worker was created, for the start steps' timings in the log.
+	woken time.Time
+	// steps times this sync's slow steps (sandbox, image, spec, runtime start, status
+	// write), logged with each container start: where a pod's startup time goes.
+	steps stepTimes
 
 	wg sync.WaitGroup // goroutines the worker started
+}
+
+// stepTimes are the durations of one sync's steps.
+type stepTimes struct {
+	sandbox, image, spec, start time.Duration
 }
 
 func newPodWorker(m *podManager, uid types.UID, ns, name string) *podWorker {
@@ -46,6 +56,7 @@ func newPodWorker(m *podManager, uid types.UID, ns, name string) *podWorker {
 		watched: map[string]bool{},
 		waiting: map[string]corev1.ContainerStateWaiting{},
 		retryAt: map[string]time.Time{},
+		woken:   time.Now(),
 	}
 }
 
@@ -125,7 +136,11 @@ func (w *podWorker) sync(ctx context.Context) (after time.Duration, done bool) {
 
 // syncRunning brings a live pod's containers to what its spec asks.
 func (w *podWorker) syncRunning(ctx context.Context, pod *corev1.Pod, recs podRecords) (time.Duration, bool) {
-	if err := w.ensureSandbox(ctx, pod); err != nil {
+	w.steps = stepTimes{}
+	t0 := time.Now()
+	err := w.ensureSandbox(ctx, pod)
+	w.steps.sandbox = time.Since(t0)
+	if err != nil {
 		w.a.log.Warn("preparing pod sandbox", "pod", w.ns+"/"+w.name, "err", err)
 		w.updateStatus(ctx, pod, recs, plan{waiting: map[string]corev1.ContainerStateWaiting{}}, false)
 		return 2 * time.Second, false

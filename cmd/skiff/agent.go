@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"slices"
 	"strings"
 	"time"
@@ -48,6 +50,7 @@ func newAgentCmd() *cobra.Command {
 		gossipAddr   string
 		gossipAdv    string
 		join         []string
+		pprofAddr    string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -144,6 +147,11 @@ func newAgentCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if pprofAddr != "" {
+				if err := serveAgentPprof(cmd.Context(), pprofAddr, cfg.Logger); err != nil {
+					return err
+				}
+			}
 			return a.Run(cmd.Context())
 		},
 	}
@@ -174,7 +182,32 @@ func newAgentCmd() *cobra.Command {
 	f.IntVar(&cfg.ImageGC.LowPercent, "image-gc-low-threshold", 80, "disk usage percent image GC frees down to")
 	f.DurationVar(&cfg.ImageGC.MinAge, "image-minimum-gc-age", 2*time.Minute, "an unused image is kept at least this long after its last use")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&pprofAddr, "pprof-addr", "", "serve net/http/pprof on this address, with block and mutex profiling on (off when empty)")
 	return cmd
+}
+
+// serveAgentPprof serves pprof until ctx ends. Block and mutex profiles are turned on with
+// it, as they are what shows pods waiting on one another (a lock held across a slow
+// syscall, a bounded pool); they cost too much to keep on otherwise.
+func serveAgentPprof(ctx context.Context, addr string, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--pprof-addr: %w", err)
+	}
+	goruntime.SetBlockProfileRate(int(100 * time.Microsecond))
+	goruntime.SetMutexProfileFraction(10)
+	srv := &http.Server{Handler: pprofMux()}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("pprof server", "err", err)
+		}
+	}()
+	log.Info("serving pprof", "addr", ln.Addr().String())
+	return nil
 }
 
 // joinOnce returns the kubeconfig from an earlier join, or joins now and writes it.

@@ -43,6 +43,7 @@ RSS and CPU over --idle with every pod running. Progress goes to stderr, the tab
 	f.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "how long the pods may take to run")
 	f.StringVar(&o.TestImage, "test-image-binary", "", "the static testimage binary (default: testimage beside this binary)")
 	f.StringVar(&o.Dir, "dir", "", "where the temporary cluster directory is made")
+	f.StringVar(&o.ProfileDir, "profile-dir", "", "serve pprof on the agent and save its CPU, goroutine, block and mutex profiles of the burst, and its log, here")
 	f.StringVar(&out, "out", "", "also write the result as JSON to this file")
 	return cmd
 }
