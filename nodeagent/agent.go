@@ -211,6 +211,10 @@ type Agent struct {
 	net    *network.Manager // nil for a hollow runtime
 	svc    *svcWatch        // nil for a hollow runtime
 	pulls  singleflight.Group
+	// objects caches the configMaps and secrets pods mount; tokens the pods' service
+	// account tokens.
+	objects *objectCache
+	tokens  *tokenCache
 
 	// port is the HTTPS endpoint's port once it listens, published in the
 	// Node's daemonEndpoints.
@@ -241,6 +245,8 @@ func New(cfg Config) (*Agent, error) {
 	a.pods = newPodManager(a)
 	a.server = newServer(a)
 	a.logs = newLogCollector(a)
+	a.objects = newObjectCache(cfg.Client)
+	a.tokens = newTokenCache()
 	a.net = cfg.Network
 	if a.net == nil && !hollow {
 		if a.net, err = network.New(network.Config{StateDir: filepath.Join(cfg.DataDir, "network")}); err != nil {
@@ -276,6 +282,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.logs.start(ctx)
 	defer a.logs.wait()
+	a.objects.start(ctx)
 	var wg sync.WaitGroup
 	errc := make(chan error, 8)
 	run := func(name string, fn func(context.Context) error) {

@@ -416,11 +416,13 @@ func TestConfigMapAndSecretReachContainer(t *testing.T) {
 	if _, err := client.CoreV1().ConfigMaps("default").Update(context.Background(), cm, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// The agent reads configMaps from a watch, which sees the edit a moment later.
 	pod2, _ := getPod(client, "cfgpod")
-	if err := a.setupVolumes(context.Background(), pod2); err != nil {
-		t.Fatal(err)
-	}
-	if got := run("cat", "/cfg/greeting"); got != "bonjour" {
-		t.Errorf("after update: %q", got)
-	}
+	eventually(t, 10*time.Second, "the edit in the volume", func() (bool, string) {
+		if err := a.setupVolumes(context.Background(), pod2); err != nil {
+			t.Fatal(err)
+		}
+		got := run("cat", "/cfg/greeting")
+		return got == "bonjour", got
+	})
 }

@@ -59,6 +59,35 @@ func (w *podWorker) ensureSandbox(ctx context.Context, pod *corev1.Pod) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("pod dir: %w", err)
 	}
+	// The volumes (a service account token and the configMaps from the API) and the
+	// network (namespace, veth, address) do not depend on each other: a pod waits for the
+	// slower of the two, not for both one after the other.
+	var volErr error
+	volDone := make(chan struct{})
+	if w.volSync.IsZero() {
+		go func() {
+			defer close(volDone)
+			volErr = w.a.setupVolumes(ctx, pod)
+		}()
+	} else {
+		close(volDone)
+	}
+	err := w.ensureNetwork(pod, dir)
+	<-volDone
+	if err != nil {
+		return err
+	}
+	if volErr != nil {
+		return volErr
+	}
+	if w.volSync.IsZero() {
+		w.volSync = time.Now()
+	}
+	return nil
+}
+
+// ensureNetwork sets up the pod's network, its /etc files and host ports, once.
+func (w *podWorker) ensureNetwork(pod *corev1.Pod, dir string) error {
 	if w.sandbox == nil {
 		sb, err := w.a.podNetwork(pod)
 		if err != nil {
@@ -74,12 +103,6 @@ func (w *podWorker) ensureSandbox(ctx context.Context, pod *corev1.Pod) error {
 			return err
 		}
 		w.sandbox.hostPortsSet = true
-	}
-	if w.volSync.IsZero() {
-		if err := w.a.setupVolumes(ctx, pod); err != nil {
-			return err
-		}
-		w.volSync = time.Now()
 	}
 	return nil
 }
@@ -195,6 +218,8 @@ func (a *Agent) cleanupPod(ctx context.Context, uid types.UID, grace time.Durati
 	if len(errs) > 0 {
 		return errors.Join(errs...) // keep the rest until the containers are gone
 	}
+	a.objects.release(uid)
+	a.tokens.forget(uid)
 	if a.net != nil {
 		if err := a.net.Teardown(string(uid)); err != nil {
 			errs = append(errs, err)

@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/skiff-dev/skiff/nodeagent/runtime"
 )
@@ -59,13 +60,13 @@ func (a *Agent) setupVolume(ctx context.Context, pod *corev1.Pod, v *corev1.Volu
 	case v.HostPath != nil:
 		return checkHostPath(v.HostPath)
 	case v.ConfigMap != nil:
-		files, err := a.configMapFiles(ctx, pod.Namespace, v.ConfigMap.Name, v.ConfigMap.Items, v.ConfigMap.Optional, v.ConfigMap.DefaultMode)
+		files, err := a.configMapFiles(ctx, pod.UID, pod.Namespace, v.ConfigMap.Name, v.ConfigMap.Items, v.ConfigMap.Optional, v.ConfigMap.DefaultMode)
 		if err != nil {
 			return err
 		}
 		return writeAtomic(dir, files)
 	case v.Secret != nil:
-		files, err := a.secretFiles(ctx, pod.Namespace, v.Secret.SecretName, v.Secret.Items, v.Secret.Optional, v.Secret.DefaultMode)
+		files, err := a.secretFiles(ctx, pod.UID, pod.Namespace, v.Secret.SecretName, v.Secret.Items, v.Secret.Optional, v.Secret.DefaultMode)
 		if err != nil {
 			return err
 		}
@@ -90,9 +91,9 @@ func (a *Agent) setupVolume(ctx context.Context, pod *corev1.Pod, v *corev1.Volu
 			var err error
 			switch {
 			case src.ConfigMap != nil:
-				got, err = a.configMapFiles(ctx, pod.Namespace, src.ConfigMap.Name, src.ConfigMap.Items, src.ConfigMap.Optional, v.Projected.DefaultMode)
+				got, err = a.configMapFiles(ctx, pod.UID, pod.Namespace, src.ConfigMap.Name, src.ConfigMap.Items, src.ConfigMap.Optional, v.Projected.DefaultMode)
 			case src.Secret != nil:
-				got, err = a.secretFiles(ctx, pod.Namespace, src.Secret.Name, src.Secret.Items, src.Secret.Optional, v.Projected.DefaultMode)
+				got, err = a.secretFiles(ctx, pod.UID, pod.Namespace, src.Secret.Name, src.Secret.Items, src.Secret.Optional, v.Projected.DefaultMode)
 			case src.DownwardAPI != nil:
 				got, err = a.downwardFiles(pod, src.DownwardAPI.Items, v.Projected.DefaultMode)
 			case src.ServiceAccountToken != nil:
@@ -147,8 +148,8 @@ func keyFiles(data map[string][]byte, items []corev1.KeyToPath, def *int32, opti
 	return out, nil
 }
 
-func (a *Agent) configMapFiles(ctx context.Context, ns, name string, items []corev1.KeyToPath, optional *bool, def *int32) (map[string]fileData, error) {
-	cm, err := a.cfg.Client.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+func (a *Agent) configMapFiles(ctx context.Context, uid types.UID, ns, name string, items []corev1.KeyToPath, optional *bool, def *int32) (map[string]fileData, error) {
+	cm, err := a.objects.configMap(ctx, uid, ns, name)
 	if apierrors.IsNotFound(err) && ptrTrue(optional) {
 		return map[string]fileData{}, nil
 	}
@@ -165,8 +166,8 @@ func (a *Agent) configMapFiles(ctx context.Context, ns, name string, items []cor
 	return keyFiles(data, items, def, ptrTrue(optional), "configmap "+name)
 }
 
-func (a *Agent) secretFiles(ctx context.Context, ns, name string, items []corev1.KeyToPath, optional *bool, def *int32) (map[string]fileData, error) {
-	s, err := a.cfg.Client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+func (a *Agent) secretFiles(ctx context.Context, uid types.UID, ns, name string, items []corev1.KeyToPath, optional *bool, def *int32) (map[string]fileData, error) {
+	s, err := a.objects.secret(ctx, uid, ns, name)
 	if apierrors.IsNotFound(err) && ptrTrue(optional) {
 		return map[string]fileData{}, nil
 	}
@@ -199,10 +200,23 @@ func (a *Agent) downwardFiles(pod *corev1.Pod, items []corev1.DownwardAPIVolumeF
 	return out, nil
 }
 
-// tokenFiles asks the API for a bound service account token (TokenRequest).
-// An apiserver that does not serve it yields no file rather than a pod that
-// never starts.
+// tokenFiles asks the API for a bound service account token (TokenRequest), or reuses the
+// one it got before for the pod while that is fresh (the kubelet's token manager): the
+// volume refresh every minute asked for a new token each time, a hundred requests a minute
+// for a hundred pods. An apiserver that does not serve it yields no file rather than a pod
+// that never starts.
 func (a *Agent) tokenFiles(ctx context.Context, pod *corev1.Pod, src *corev1.ServiceAccountTokenProjection) (map[string]fileData, error) {
+	sa := pod.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	key := tokenKey{uid: pod.UID, sa: sa, audience: src.Audience}
+	if src.ExpirationSeconds != nil {
+		key.expirationSeconds = *src.ExpirationSeconds
+	}
+	if tr := a.tokens.get(key, time.Now()); tr != nil {
+		return map[string]fileData{src.Path: {[]byte(tr.Status.Token), 0o600}}, nil
+	}
 	req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
 		ExpirationSeconds: src.ExpirationSeconds,
 		BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
@@ -210,15 +224,12 @@ func (a *Agent) tokenFiles(ctx context.Context, pod *corev1.Pod, src *corev1.Ser
 	if src.Audience != "" {
 		req.Spec.Audiences = []string{src.Audience}
 	}
-	sa := pod.Spec.ServiceAccountName
-	if sa == "" {
-		sa = "default"
-	}
 	tr, err := a.cfg.Client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, req, metav1.CreateOptions{})
 	if err != nil {
 		a.log.Warn("service account token not available; the projected volume goes without it", "pod", pod.Namespace+"/"+pod.Name, "err", err)
 		return map[string]fileData{}, nil
 	}
+	a.tokens.put(key, tr, time.Now())
 	return map[string]fileData{src.Path: {[]byte(tr.Status.Token), 0o600}}, nil
 }
 
