@@ -30,10 +30,20 @@ import (
 // carries on where it stopped; consumed bytes are punched out of the raw
 // files, which therefore never take more disk than what is unread.
 //
-// Timestamps are when the agent read a chunk: within a poll interval while
-// the agent runs, later for output written while it was down.
+// Timestamps are when the agent read a chunk: within logCoalesce of the
+// write while the agent runs, later for output written while it was down.
+//
+// A tailer sleeps until its container writes (inotify on the raw files'
+// directory) or exits; it polled every 200 ms before, which cost an idle
+// agent 500 wakeups a second with 100 containers.
 
+// logPoll is how often a tailer reads when inotify is not available, and how
+// often a follower of a log (kubectl logs -f) looks for more.
 const logPoll = 200 * time.Millisecond
+
+// logCoalesce: after a write wakes a tailer, it waits this long for more, so a
+// chatty container costs a few reads a second, not one per write.
+const logCoalesce = 50 * time.Millisecond
 
 type logCollector struct {
 	a *Agent
@@ -166,6 +176,8 @@ func (l *logCollector) tail(ctx context.Context, t *tailer) error {
 		return err
 	}
 	defer func() { out.Close() }()
+	wake, stopWake := l.wakeups(ctx, t)
+	defer stopWake()
 	buf := make([]byte, 64<<10)
 	for {
 		exited := false
@@ -222,15 +234,91 @@ func (l *logCollector) tail(ctx context.Context, t *tailer) error {
 				}
 			}
 		}
-		if exited && !wrote {
-			return nil
+		if exited {
+			if !wrote {
+				return nil
+			}
+			continue // drain what is left; no wakeup will come for it
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(logPoll):
+		case <-wake:
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(logCoalesce):
 		}
 	}
+}
+
+// wakeups returns a channel that receives when the tailer has something to do: its
+// container wrote to a raw log (or, without inotify, every logPoll) or exited. The
+// returned func stops the goroutines behind it.
+func (l *logCollector) wakeups(ctx context.Context, t *tailer) (<-chan struct{}, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	c := make(chan struct{}, 1)
+	signal := func() {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		// Exited, or unknown to the runtime: either way the next pass sees it.
+		_, _ = l.a.cfg.Runtime.Wait(ctx, t.id)
+		if ctx.Err() == nil {
+			signal()
+		}
+	})
+	f, err := watchDir(filepath.Dir(t.raw[0]))
+	if err != nil {
+		l.a.log.Debug("container logs: polling", "container", t.id, "err", err)
+		wg.Go(func() {
+			tick := time.NewTicker(logPoll)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+					signal()
+				}
+			}
+		})
+		return c, func() { cancel(); wg.Wait() }
+	}
+	wg.Go(func() {
+		buf := make([]byte, 4096)
+		for {
+			if _, err := f.Read(buf); err != nil {
+				return // closed below
+			}
+			signal()
+		}
+	})
+	wg.Go(func() {
+		<-ctx.Done()
+		f.Close() // ends the Read above: the descriptor is in Go's poller
+	})
+	return c, func() { cancel(); wg.Wait() }
+}
+
+// watchDir returns an inotify descriptor that reads an event whenever a file in dir is
+// written or created. It is non-blocking, so Go's poller waits on it, and closing it
+// ends a pending Read.
+func watchDir(dir string) (*os.File, error) {
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("inotify: %w", err)
+	}
+	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_MODIFY|unix.IN_CREATE); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("inotify %s: %w", dir, err)
+	}
+	return os.NewFile(uintptr(fd), "inotify:"+dir), nil
 }
 
 // writeCRI writes chunk as CRI log lines: complete lines tagged F, a
