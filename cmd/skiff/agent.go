@@ -88,8 +88,8 @@ func newAgentCmd() *cobra.Command {
 			// throttles a node starting many pods at once. The burst is larger than the
 			// kubelet's 100: a pod start costs this agent two requests (its service account
 			// token, its Running status), so 250 lets a full node of 110 pods start at
-			// once without each pod waiting its turn at 50 a second (100 pods took 2 s
-			// longer than their containers did).
+			// once without each pod waiting its turn at 50 a second (with 100, 100 pods
+			// needing 300 requests took at least 4 s; see bench/README.md, bench: pods).
 			if rc.QPS == 0 {
 				rc.QPS, rc.Burst = 50, 250
 			}
