@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,8 +52,27 @@ type APIOptions struct {
 	RaftHeartbeat time.Duration
 	// MinMemMB stops a step when the machine's MemAvailable falls below it.
 	MinMemMB float64
+	// Only, if set, runs just these phases of each step (apiPhases), to repeat one of them
+	// cheaply; empty runs them all. The simulated nodes start only for "nodes" or "schedule".
+	Only     []string
 	Command  string // recorded in the report
 	Progress io.Writer
+}
+
+// apiPhases are the phases of a step, in the order they run, as --only names them.
+var apiPhases = []string{"nodes", "cm", "paced", "list", "watch", "schedule", "rss", "kwok"}
+
+// runs reports whether the phase is selected.
+func (o *APIOptions) runs(phase string) bool {
+	if len(o.Only) == 0 {
+		return true
+	}
+	for _, p := range o.Only {
+		if p == phase || (phase == "nodes" && p == "schedule") {
+			return true
+		}
+	}
+	return false
 }
 
 func (o *APIOptions) defaults() {
@@ -149,6 +169,11 @@ func RunAPI(ctx context.Context, o APIOptions) (*APIReport, error) {
 	steps, err := apiSteps(o)
 	if err != nil {
 		return nil, err
+	}
+	for _, p := range o.Only {
+		if !slices.Contains(apiPhases, p) {
+			return nil, fmt.Errorf("bench api: unknown phase %q (%s)", p, strings.Join(apiPhases, ", "))
+		}
 	}
 	switch o.Peer {
 	case "none", "k8s-reference":
@@ -326,10 +351,18 @@ func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, 
 		return nil, "", err
 	}
 	// profile starts profiles of skiff's servers for a phase and returns the wait for them.
+	// For a CPU profile, the bench process itself is profiled too (bench-<phase>-<step>-
+	// <system>.pprof): its clients share the machine with the servers.
 	profile := func(label, what string) func() {
+		waitSelf := func() {}
+		if secs, ok := strings.CutPrefix(what, "profile?seconds="); ok && o.ProfileDir != "" {
+			n, _ := strconv.Atoi(secs)
+			waitSelf = profileSelf(sctx, filepath.Join(o.ProfileDir, fmt.Sprintf("bench-%s-%s-%s.pprof", label, step, name)),
+				time.Duration(n)*time.Second, say)
+		}
 		s, ok := sys.(*skiffSystem)
 		if !ok || o.ProfileDir == "" || s.lc == nil {
-			return func() {}
+			return waitSelf
 		}
 		var servers []cluster.Process
 		for _, p := range s.lc.Processes {
@@ -337,7 +370,8 @@ func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, 
 				servers = append(servers, p)
 			}
 		}
-		return profileServers(sctx, s.lc, servers, o.ProfileDir, label+"-"+step, what, say)
+		waitServers := profileServers(sctx, s.lc, servers, o.ProfileDir, label+"-"+step, what, say)
+		return func() { waitServers(); waitSelf() }
 	}
 	cpu := fmt.Sprintf("profile?seconds=%d", max(1, int(o.Duration/time.Second)))
 	for _, ns := range []string{"bench-cm", "bench-list", "bench-watch"} {
@@ -346,26 +380,31 @@ func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, 
 		}
 	}
 
-	say("%s: starting %d nodes", name, st.Nodes)
-	f, err := sys.StartNodes(sctx, admin[0], st.Nodes)
-	if err != nil {
-		if sctx.Err() != nil {
-			return stopped("nodes")
+	if o.runs("nodes") {
+		say("%s: starting %d nodes", name, st.Nodes)
+		f, err := sys.StartNodes(sctx, admin[0], st.Nodes)
+		if err != nil {
+			if sctx.Err() != nil {
+				return stopped("nodes")
+			}
+			return nil, "", fmt.Errorf("nodes: %w", err)
 		}
-		return nil, "", fmt.Errorf("nodes: %w", err)
-	}
-	mu.Lock()
-	fleet = f
-	mu.Unlock()
-	if err := waitNodesReady(sctx, admin[0], "", st.Nodes, o.NodesTimeout, func(f string, a ...any) { say(name+": "+f, a...) }); err != nil {
-		if sctx.Err() != nil {
-			return stopped("nodes")
+		mu.Lock()
+		fleet = f
+		mu.Unlock()
+		if err := waitNodesReady(sctx, admin[0], "", st.Nodes, o.NodesTimeout, func(f string, a ...any) { say(name+": "+f, a...) }); err != nil {
+			if sctx.Err() != nil {
+				return stopped("nodes")
+			}
+			rows = append(rows, apiErrorRow(name, step, "nodes", 0, err))
+			return rows, err.Error(), nil
 		}
-		rows = append(rows, apiErrorRow(name, step, "nodes", 0, err))
-		return rows, err.Error(), nil
 	}
 
 	for _, clients := range []int{1, 64} {
+		if !o.runs("cm") {
+			break
+		}
 		say("%s: configmaps create/get/update/delete, %d client(s), %s each", name, clients, o.Duration)
 		cs, err := apiClients(cfgs, clients)
 		if err != nil {
@@ -382,8 +421,8 @@ func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, 
 		}
 	}
 
-	say("%s: configmap creates paced at %d/s by 64 clients for %s", name, o.PacedRate, o.Duration)
-	if cs, err := apiClients(cfgs, 64); err == nil {
+	if cs, err := apiClients(cfgs, 64); err == nil && o.runs("paced") {
+		say("%s: configmap creates paced at %d/s by 64 clients for %s", name, o.PacedRate, o.Duration)
 		row := apiRow(name, step, "cm-create", 64, runPacedCreates(sctx, cs, "bench-cm", o.PacedRate, o.Duration), true)
 		if sctx.Err() != nil {
 			return stopped("cm-create")
@@ -393,28 +432,34 @@ func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, 
 		rows = append(rows, row)
 	}
 
-	say("%s: creating %d pods", name, o.Pods)
-	if err := createPods(sctx, admin, "bench-list", o.Pods, o.Progress); err != nil {
-		if sctx.Err() != nil {
+	if o.runs("list") {
+		say("%s: creating %d pods", name, o.Pods)
+		err := createPods(sctx, admin, "bench-list", o.Pods, o.Progress)
+		switch {
+		case err != nil && sctx.Err() != nil:
 			return stopped("list-pods")
-		}
-		rows = append(rows, apiErrorRow(name, step, "list-pods", 1, err))
-	} else {
-		for _, m := range []struct{ workload, mode string }{{"list-pods", ""}, {"list-pods-rv0", "0"}, {"list-pods-paged", "paged"}} {
-			say("%s: %s, %d lists of %d pods", name, m.workload, o.ListRepeats, o.Pods)
-			wait := profile(m.workload, fmt.Sprintf("profile?seconds=%d", 5))
-			s := runLists(sctx, admin[1%len(admin)], "bench-list", m.mode, o.Pods, o.ListRepeats)
-			wait()
-			if sctx.Err() != nil {
-				return stopped(m.workload)
+		case err != nil:
+			rows = append(rows, apiErrorRow(name, step, "list-pods", 1, err))
+		default:
+			for _, m := range []struct{ workload, mode string }{{"list-pods", ""}, {"list-pods-rv0", "0"}, {"list-pods-paged", "paged"}} {
+				say("%s: %s, %d lists of %d pods", name, m.workload, o.ListRepeats, o.Pods)
+				wait := profile(m.workload, fmt.Sprintf("profile?seconds=%d", 5))
+				s := runLists(sctx, admin[1%len(admin)], "bench-list", m.mode, o.Pods, o.ListRepeats)
+				wait()
+				if sctx.Err() != nil {
+					return stopped(m.workload)
+				}
+				row := apiRow(name, step, m.workload, 1, s, false)
+				row.Note = fmt.Sprintf("%d pods", o.Pods)
+				rows = append(rows, row)
 			}
-			row := apiRow(name, step, m.workload, 1, s, false)
-			row.Note = fmt.Sprintf("%d pods", o.Pods)
-			rows = append(rows, row)
 		}
 	}
 
 	for _, n := range o.Watchers {
+		if !o.runs("watch") {
+			break
+		}
 		say("%s: watch fan-out, %d watchers, %d writes/s for %s", name, n, o.WatchRate, o.Duration)
 		cs, err := watchClients(cfgs, n)
 		if err != nil {
@@ -430,6 +475,8 @@ func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, 
 			rows = append(rows, apiErrorRow(name, step, "watch", n, err))
 			continue
 		}
+		say("%s: watch fan-out, %d watchers: %d events, %d missed, p50 %s, p99 %s, p99.9 %s", name, n, s.Ops, s.Errors,
+			s.P50.Round(100*time.Microsecond), s.P99.Round(100*time.Microsecond), s.P999.Round(100*time.Microsecond))
 		row := apiRow(name, step, "watch", n, s, false)
 		row.Note = fmt.Sprintf("%d watchers, %d writes/s; delay from write start", n, o.WatchRate)
 		rows = append(rows, row)
@@ -440,32 +487,36 @@ func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, 
 		variant = "kwok nodes"
 	}
 	timeout := max(o.ScheduleTimeout, time.Duration(st.Pods/50)*time.Second)
-	wait := profile("schedule", "profile?seconds=20")
-	srows, err := runSchedule(sctx, admin[0], scheduleSpec{system: name, step: step, variant: variant, ns: "bench-sched",
-		nodes: st.Nodes, pods: st.Pods, timeout: timeout}, say)
-	wait()
-	rows = append(rows, srows...)
-	if sctx.Err() != nil {
-		return stopped("schedule-bound")
-	}
-	if err != nil {
-		rows = append(rows, apiErrorRow(name, step, "schedule-bound", 1, err))
+	if o.runs("schedule") {
+		wait := profile("schedule", "profile?seconds=20")
+		srows, err := runSchedule(sctx, admin[0], scheduleSpec{system: name, step: step, variant: variant, ns: "bench-sched",
+			nodes: st.Nodes, pods: st.Pods, timeout: timeout}, say)
+		wait()
+		rows = append(rows, srows...)
+		if sctx.Err() != nil {
+			return stopped("schedule-bound")
+		}
+		if err != nil {
+			rows = append(rows, apiErrorRow(name, step, "schedule-bound", 1, err))
+		}
 	}
 
-	profile("heap", "heap")()
-	rss, peak, err := summedMemMB(sys.PIDs())
-	if err != nil {
-		rows = append(rows, apiErrorRow(name, step, "rss", 0, err))
-	} else {
-		what := "servers"
-		if name == APIUpstream {
-			what = "processes (apiserver, etcd, controller-manager, scheduler)"
+	if o.runs("rss") {
+		profile("heap", "heap")()
+		rss, peak, err := summedMemMB(sys.PIDs())
+		if err != nil {
+			rows = append(rows, apiErrorRow(name, step, "rss", 0, err))
+		} else {
+			what := "servers"
+			if name == APIUpstream {
+				what = "processes (apiserver, etcd, controller-manager, scheduler)"
+			}
+			rows = append(rows, APIResult{System: name, Step: step, Workload: "rss", RSSMB: f64(peak),
+				Note: fmt.Sprintf("summed peak (VmHWM) of %d %s; steady (VmRSS after the scheduling run) %.0f MB; %d nodes, %d + %d pods", len(sys.PIDs()), what, rss, st.Nodes, o.Pods, st.Pods)})
 		}
-		rows = append(rows, APIResult{System: name, Step: step, Workload: "rss", RSSMB: f64(peak),
-			Note: fmt.Sprintf("summed peak (VmHWM) of %d %s; steady (VmRSS after the scheduling run) %.0f MB; %d nodes, %d + %d pods", len(sys.PIDs()), what, rss, st.Nodes, o.Pods, st.Pods)})
 	}
 	// After the memory: kwok's nodes and pods come on top of what upstream holds.
-	if s, ok := sys.(*skiffSystem); ok && st.KwokCheck {
+	if s, ok := sys.(*skiffSystem); ok && st.KwokCheck && o.runs("kwok") {
 		rows = append(rows, kwokOnSkiff(sctx, s, admin[0], st, kwokBin, timeout, say)...)
 		if sctx.Err() != nil {
 			return stopped("schedule-bound")

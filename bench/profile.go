@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sync"
 	"time"
 )
@@ -64,4 +65,39 @@ func fetchProfile(ctx context.Context, addr string, secs int, path string) error
 		return err
 	}
 	return f.Close()
+}
+
+// profileSelf records a CPU profile of this process (the bench's own clients: a thousand
+// watchers decode in it) for d, or until ctx ends, into path. The returned function waits
+// for it. A profile already running (another phase's) makes it a no-op with a message.
+func profileSelf(ctx context.Context, path string, d time.Duration, say func(string, ...any)) (wait func()) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		say("profile of the bench: %v", err)
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		say("profile of the bench: %v", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		say("profile of the bench: %v", err)
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			say("profile of the bench: %v", err)
+			return
+		}
+		say("saved CPU profile %s", path)
+	}()
+	return func() { <-done }
 }

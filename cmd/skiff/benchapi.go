@@ -43,6 +43,8 @@ from --k8s-work/bin (minutes). --scale small is one step of --nodes nodes and --
 pods; --scale full steps through 100, 1,000 and 5,000 nodes with 30 pods per node, each
 system afresh per step, and stops a system's steps when it falls over or memory runs out.
 Writes OUT/result.json, OUT/summary.md (side by side, ratio skiff/upstream) and SVG charts.
+--only runs some phases alone (the nodes start only with nodes or schedule); --profile
+also saves CPU profiles of the bench process itself during each phase.
 Every process it starts is stopped when it ends.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -84,5 +86,6 @@ Every process it starts is stopped when it ends.`,
 	fl.IntVar(&o.WatchRate, "watch-rate", 100, "writes per second during the fan-out")
 	fl.IntVar(&o.PacedRate, "paced-rate", 500, "writes per second of the paced ConfigMap create row")
 	fl.IntVar(&o.ListRepeats, "list-repeats", 10, "lists per list mode")
+	fl.StringSliceVar(&o.Only, "only", nil, "run just these phases of each step (nodes, cm, paced, list, watch, schedule, rss, kwok; default all), e.g. --only watch --peer none")
 	return cmd
 }
