@@ -15,6 +15,10 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	watchers *prometheus.GaugeVec
+	// delivery is the server's part of a watch event's delay: from the event's arrival at
+	// the node's shared stream of its resource to its flush to one watcher, once per event
+	// and watcher. Against a client's delay it tells the server's share from the client's.
+	delivery prometheus.Histogram
 }
 
 // collectorsProvider is implemented by *raftstore.Store.
@@ -35,8 +39,13 @@ func newMetrics(ext prometheus.Registerer, store Store) (*metrics, error) {
 		watchers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "apiserver_registered_watchers", Help: "Open watches by resource.",
 		}, []string{"resource"}),
+		delivery: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "skiff_apiserver_watch_delivery_seconds",
+			Help:    "From a watch event's arrival at the node's shared stream to its flush to a watcher, per event and watcher.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
 	}
-	cs := []prometheus.Collector{m.requests, m.latency, m.watchers}
+	cs := []prometheus.Collector{m.requests, m.latency, m.watchers, m.delivery}
 	if p, ok := store.(collectorsProvider); ok {
 		cs = append(cs, p.Collectors()...)
 	}

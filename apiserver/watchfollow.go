@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,13 +23,18 @@ import (
 // Objects are shared with the other watchers: they are never modified here, and non-table
 // encodings are made once per event, media type and conversion.
 func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, sel *selector, bookmarks bool, last int64) {
-	var tick <-chan time.Time
+	// The context's end and the bookmark timer wake the goroutine through the subscriber's
+	// one slot, so that waiting for the next event is a single channel receive.
+	stop := context.AfterFunc(ctx, sub.poke)
+	defer stop()
+	var bookmarkDue atomic.Bool
+	var bookmarkTimer *time.Timer
 	if bookmarks {
-		t := time.NewTicker(s.cfg.BookmarkInterval)
-		defer t.Stop()
-		tick = t.C
+		bookmarkTimer = time.AfterFunc(s.cfg.BookmarkInterval, func() { bookmarkDue.Store(true); sub.poke() })
+		defer bookmarkTimer.Stop()
 	}
 	plain := !ws.mt.table
+	media, as := ws.mt.info.MediaType, ws.mt.as.GroupVersion().String()
 	// A plain or PartialObjectMetadata watcher's frame depends only on the event type, the
 	// object, the media type and the conversion: it is encoded (object, WatchEvent,
 	// framing) once per event for all such watchers.
@@ -49,25 +55,21 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 		err := streaming.NewEncoder(sz.Framer.NewFrameWriter(&frame), sz.Serializer).Encode(ev)
 		return frame.Bytes(), err
 	}
-	unflushed := false // an event was written and not yet flushed: more were queued
+	var evs []*hubEvent
+	var sent []time.Time // when each event written in a batch reached the shared stream
 	for {
-		select {
-		case <-ctx.Done():
+		<-sub.wake
+		if ctx.Err() != nil {
 			return
-		case <-tick:
-			last = max(last, sub.skipped.Load())
-			if ws.send(watch.Bookmark, s.bookmark(ws.q.rs, last, false)) != nil {
-				return
-			}
-		case <-sub.done:
-			if ctx.Err() == nil {
-				var ce *raftstore.CompactedError
-				if errors.Is(sub.err, errHubSubscriberSlow) || errors.As(sub.err, &ce) || errors.Is(sub.err, raftstore.ErrWatcherSlow) {
-					ws.sendStatus(apierrors.NewResourceExpired("watch fell behind; re-list: " + sub.err.Error()))
-				}
-			}
-			return
-		case he := <-sub.ch:
+		}
+		var skipped int64
+		var end error
+		evs, skipped, end = sub.take(evs)
+		// Everything taken is written, then flushed once, as kube-apiserver's watch server
+		// flushes only when no further event is queued for the watcher.
+		unflushed := false
+		sent = sent[:0]
+		for _, he := range evs {
 			last = he.rev
 			if he.err != nil {
 				ws.sendStatus(he.err)
@@ -75,10 +77,6 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 			}
 			typ, which := s.convertHubEvent(ws.q.rs, sel, he)
 			if typ == "" {
-				if unflushed && len(sub.ch) == 0 {
-					ws.flusher.Flush() // the event written before this one was held back
-					unflushed = false
-				}
 				continue
 			}
 			obj := he.cur
@@ -88,11 +86,8 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 			var err error
 			if plain {
 				var frame []byte
-				key := string(typ) + "|" + which + "|" + ws.mt.info.MediaType + "|" + ws.mt.as.GroupVersion().String()
-				if frame, err = he.frame(key, func() ([]byte, error) { return frameOf(typ, obj) }); err == nil {
-					flush := len(sub.ch) == 0
-					err = ws.sendFrame(frame, flush)
-					unflushed = !flush
+				if frame, err = he.frame(frameKey{string(typ), which, media, as}, func() ([]byte, error) { return frameOf(typ, obj) }); err == nil {
+					err, unflushed = ws.sendFrame(frame, false), true
 				}
 			} else {
 				err, unflushed = ws.send(typ, obj), false // send flushes
@@ -101,6 +96,35 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 				s.cfg.Logger.Debug("watch send", "err", err)
 				return
 			}
+			sent = append(sent, he.at)
+		}
+		if unflushed {
+			ws.flusher.Flush()
+		}
+		if len(sent) > 0 {
+			now := time.Now()
+			for _, at := range sent {
+				s.metrics.delivery.Observe(now.Sub(at).Seconds())
+			}
+		}
+		clear(evs) // the next take reuses the array; drop the shared events now
+		if end != nil {
+			if ctx.Err() == nil {
+				var ce *raftstore.CompactedError
+				if errors.Is(end, errHubSubscriberSlow) || errors.As(end, &ce) || errors.Is(end, raftstore.ErrWatcherSlow) {
+					ws.sendStatus(apierrors.NewResourceExpired("watch fell behind; re-list: " + end.Error()))
+				}
+			}
+			return
+		}
+		if bookmarkDue.Swap(false) {
+			// The newest revision delivered, or skipped with nothing queued, is always a
+			// safe place to resume.
+			last = max(last, skipped)
+			if ws.send(watch.Bookmark, s.bookmark(ws.q.rs, last, false)) != nil {
+				return
+			}
+			bookmarkTimer.Reset(s.cfg.BookmarkInterval)
 		}
 	}
 }
