@@ -465,9 +465,24 @@ func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, 
 		if err != nil {
 			return rows, "", err
 		}
+		skiffSys, _ := sys.(*skiffSystem)
+		var before []*apiMetrics
+		if skiffSys != nil && skiffSys.lc != nil {
+			before = scrapeSkiffServers(sctx, skiffSys.lc)
+		}
 		wait := profile(fmt.Sprintf("watch-%d", n), cpu) // from the watches' set-up on
 		s, err := runWatchFanout(sctx, cs, admin[0], "bench-watch", n, o.WatchRate, o.Duration)
 		wait()
+		delivery := ""
+		if before != nil {
+			// The servers' share of the delay: from the event's arrival at a server's shared
+			// stream to its flush to the watcher; the rest is the write and the client.
+			h := watchDelivery(before, scrapeSkiffServers(sctx, skiffSys.lc))
+			p50, _ := h.quantile(0.50)
+			p99, _ := h.quantile(0.99)
+			delivery = fmt.Sprintf("; server delivery (shared stream to flush) p50 %.1f ms, p99 %.1f ms", p50*1000, p99*1000)
+			say("%s: watch fan-out, %d watchers: %.0f deliveries%s", name, n, h.Count, delivery)
+		}
 		if sctx.Err() != nil {
 			return stopped("watch")
 		}
@@ -478,7 +493,7 @@ func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, 
 		say("%s: watch fan-out, %d watchers: %d events, %d missed, p50 %s, p99 %s, p99.9 %s", name, n, s.Ops, s.Errors,
 			s.P50.Round(100*time.Microsecond), s.P99.Round(100*time.Microsecond), s.P999.Round(100*time.Microsecond))
 		row := apiRow(name, step, "watch", n, s, false)
-		row.Note = fmt.Sprintf("%d watchers, %d writes/s; delay from write start", n, o.WatchRate)
+		row.Note = fmt.Sprintf("%d watchers, %d writes/s; delay from write start%s", n, o.WatchRate, delivery)
 		rows = append(rows, row)
 	}
 

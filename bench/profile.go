@@ -10,6 +10,10 @@ import (
 	"runtime/pprof"
 	"sync"
 	"time"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/skiff-dev/skiff/cluster"
 )
 
 // profile saves a CPU profile of every store node covering the measurement phase of the
@@ -100,4 +104,52 @@ func profileSelf(ctx context.Context, path string, d time.Duration, say func(str
 		say("saved CPU profile %s", path)
 	}()
 	return func() { <-done }
+}
+
+// scrapeSkiffServers reads every server's /metrics (as the admin); nil for one that did
+// not answer.
+func scrapeSkiffServers(ctx context.Context, lc *cluster.LocalCluster) []*apiMetrics {
+	var servers []cluster.Process
+	for _, p := range lc.Processes {
+		if p.Role == "server" {
+			servers = append(servers, p)
+		}
+	}
+	out := make([]*apiMetrics, len(servers))
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		wg.Go(func() {
+			rc, err := cluster.RestConfig(lc.Kubeconfig, s.Name)
+			if err != nil {
+				return
+			}
+			hc, err := rest.HTTPClientFor(rc)
+			if err != nil {
+				return
+			}
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			out[i], _ = scrapeAPIMetrics(sctx, hc, s.APIURL+"/metrics")
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// watchDelivery is the servers' skiff_apiserver_watch_delivery_seconds between two
+// scrapes, summed over the servers that answered both.
+func watchDelivery(before, after []*apiMetrics) histogram {
+	var sum histogram
+	for i := range after {
+		if i >= len(before) || before[i] == nil || after[i] == nil {
+			continue
+		}
+		d := after[i].WatchDelivery.sub(before[i].WatchDelivery)
+		if sum.Bounds == nil {
+			sum = d
+		} else {
+			sum = sum.add(d)
+		}
+	}
+	return sum
 }

@@ -41,8 +41,11 @@ type apiMetrics struct {
 	Latency map[apiSeries]histogram
 	// Failed counts requests answered 5xx or 429, by series.
 	Failed map[apiSeries]float64
-	Term   uint64 // skiff_raftstore_raft_term
-	Leader bool   // skiff_raftstore_is_leader
+	// WatchDelivery is skiff_apiserver_watch_delivery_seconds: the server's part of watch
+	// events' delay (shared stream to flush), per event and watcher.
+	WatchDelivery histogram
+	Term          uint64 // skiff_raftstore_raft_term
+	Leader        bool   // skiff_raftstore_is_leader
 }
 
 // parseAPIMetrics reads the request histograms, failed requests and Raft term and role
@@ -56,21 +59,13 @@ func parseAPIMetrics(r io.Reader) (*apiMetrics, error) {
 	m := &apiMetrics{Latency: map[apiSeries]histogram{}, Failed: map[apiSeries]float64{}}
 	if f := fams["apiserver_request_duration_seconds"]; f != nil {
 		for _, s := range f.GetMetric() {
-			h := s.GetHistogram()
-			if h == nil {
-				continue
+			if h := s.GetHistogram(); h != nil {
+				m.Latency[seriesOf(s)] = histogramOf(h)
 			}
-			var out histogram
-			for _, b := range h.GetBucket() {
-				if math.IsInf(b.GetUpperBound(), +1) {
-					continue
-				}
-				out.Bounds = append(out.Bounds, b.GetUpperBound())
-				out.Counts = append(out.Counts, float64(b.GetCumulativeCount()))
-			}
-			out.Count, out.Sum = float64(h.GetSampleCount()), h.GetSampleSum()
-			m.Latency[seriesOf(s)] = out
 		}
+	}
+	if f := fams["skiff_apiserver_watch_delivery_seconds"]; f != nil && len(f.GetMetric()) > 0 {
+		m.WatchDelivery = histogramOf(f.GetMetric()[0].GetHistogram())
 	}
 	if f := fams["apiserver_request_total"]; f != nil {
 		for _, s := range f.GetMetric() {
@@ -87,6 +82,19 @@ func parseAPIMetrics(r io.Reader) (*apiMetrics, error) {
 		m.Leader = gaugeOrCounter(f.GetMetric()[0]) == 1
 	}
 	return m, nil
+}
+
+func histogramOf(h *dto.Histogram) histogram {
+	var out histogram
+	for _, b := range h.GetBucket() {
+		if math.IsInf(b.GetUpperBound(), +1) {
+			continue
+		}
+		out.Bounds = append(out.Bounds, b.GetUpperBound())
+		out.Counts = append(out.Counts, float64(b.GetCumulativeCount()))
+	}
+	out.Count, out.Sum = float64(h.GetSampleCount()), h.GetSampleSum()
+	return out
 }
 
 func label(s *dto.Metric, name string) string {
