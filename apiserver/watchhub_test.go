@@ -123,3 +123,98 @@ func TestWatchersShareOneStream(t *testing.T) {
 		return nil
 	})
 }
+
+// TestLateWatchersReadTheSharedBacklog: watches that start from a resourceVersion well in the
+// past, while a shared stream runs, get every event after it, in order and with the objects
+// as written: one from further back than a subscriber may queue (more events than its
+// buffer), one from further back than the stream keeps decoded, and one from just before
+// the newest.
+func TestLateWatchersReadTheSharedBacklog(t *testing.T) {
+	c := apitest.Start(t, 1, apitest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cs := c.Client(0)
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "late"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	list, err := cs.CoreV1().ConfigMaps("late").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first watcher keeps the shared stream running while the writes go on.
+	keep, err := cs.CoreV1().ConfigMaps("late").Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keep.Stop()
+	go func() {
+		for range keep.ResultChan() {
+		}
+	}()
+	const writes = 2200
+	rvs := make([]string, writes) // the resourceVersion each create returned
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for w := range 16 {
+		wg.Go(func() {
+			for i := w; i < writes; i += 16 {
+				cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%04d", i)}, Data: map[string]string{"i": fmt.Sprint(i)}}
+				got, err := cs.CoreV1().ConfigMaps("late").Create(ctx, cm, metav1.CreateOptions{})
+				if err != nil {
+					errs <- err
+					return
+				}
+				rvs[i] = got.ResourceVersion
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	byRV := map[string]int{}
+	for i, rv := range rvs {
+		byRV[rv] = i
+	}
+	for _, from := range []string{list.ResourceVersion, fmt.Sprint(mustInt(t, list.ResourceVersion) + writes - 700), fmt.Sprint(mustInt(t, list.ResourceVersion) + writes - 3)} {
+		w, err := cs.CoreV1().ConfigMaps("late").Watch(ctx, metav1.ListOptions{ResourceVersion: from})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := mustInt(t, from)
+		want := 0
+		for _, rv := range rvs {
+			if mustInt(t, rv) > last {
+				want++
+			}
+		}
+		for n := 0; n < want; n++ {
+			select {
+			case ev := <-w.ResultChan():
+				cm, ok := ev.Object.(*corev1.ConfigMap)
+				if ev.Type != watch.Added || !ok {
+					t.Fatalf("from %s: event %d: %s %T", from, n, ev.Type, ev.Object)
+				}
+				rv := mustInt(t, cm.ResourceVersion)
+				i, known := byRV[cm.ResourceVersion]
+				if rv <= last || !known || cm.Name != fmt.Sprintf("cm-%04d", i) || cm.Data["i"] != fmt.Sprint(i) {
+					t.Fatalf("from %s: event %d: %s at %s (%v) after %d", from, n, cm.Name, cm.ResourceVersion, cm.Data, last)
+				}
+				last = rv
+			case <-ctx.Done():
+				t.Fatalf("from %s: %d of %d events", from, n, want)
+			}
+		}
+		w.Stop()
+	}
+}
+
+func mustInt(t *testing.T, s string) int64 {
+	t.Helper()
+	var n int64
+	if _, err := fmt.Sscan(s, &n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
