@@ -50,6 +50,65 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 		return frame.Bytes(), err
 	}
 	unflushed := false // an event was written and not yet flushed: more were queued
+	// handle writes one event; more says whether others are waiting (the write is then not
+	// flushed yet). It returns false when the watch must end.
+	handle := func(he *hubEvent, more bool) bool {
+		last = he.rev
+		if he.err != nil {
+			ws.sendStatus(he.err)
+			return false
+		}
+		typ, which := s.convertHubEvent(ws.q.rs, sel, he)
+		if typ == "" {
+			if unflushed && !more {
+				ws.flusher.Flush() // the event written before this one was held back
+				unflushed = false
+			}
+			return true
+		}
+		obj := he.cur
+		if which == "prev" {
+			obj = he.prev
+		}
+		var err error
+		if plain {
+			var frame []byte
+			key := string(typ) + "|" + which + "|" + ws.mt.info.MediaType + "|" + ws.mt.as.GroupVersion().String()
+			if frame, err = he.frame(key, func() ([]byte, error) { return frameOf(typ, obj) }); err == nil {
+				err = ws.sendFrame(frame, !more)
+				unflushed = more
+			}
+		} else {
+			err, unflushed = ws.send(typ, obj), false // send flushes
+		}
+		if err != nil {
+			s.cfg.Logger.Debug("watch send", "err", err)
+			return false
+		}
+		return true
+	}
+	// The backlog first: events from before the subscription, older than anything queued.
+	backlog := sub.backlog
+	sub.backlog = nil
+	for i, e := range backlog {
+		if ctx.Err() != nil {
+			return
+		}
+		he := e.he
+		if he == nil {
+			he = s.decodeHubEvent(e.ev) // past the hub's decoded window: this watcher's own
+		}
+		if !sub.wants(he) {
+			continue
+		}
+		if !handle(he, i < len(backlog)-1 || len(sub.ch) > 0) {
+			return
+		}
+	}
+	if unflushed {
+		ws.flusher.Flush()
+		unflushed = false
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -68,37 +127,7 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 			}
 			return
 		case he := <-sub.ch:
-			last = he.rev
-			if he.err != nil {
-				ws.sendStatus(he.err)
-				return
-			}
-			typ, which := s.convertHubEvent(ws.q.rs, sel, he)
-			if typ == "" {
-				if unflushed && len(sub.ch) == 0 {
-					ws.flusher.Flush() // the event written before this one was held back
-					unflushed = false
-				}
-				continue
-			}
-			obj := he.cur
-			if which == "prev" {
-				obj = he.prev
-			}
-			var err error
-			if plain {
-				var frame []byte
-				key := string(typ) + "|" + which + "|" + ws.mt.info.MediaType + "|" + ws.mt.as.GroupVersion().String()
-				if frame, err = he.frame(key, func() ([]byte, error) { return frameOf(typ, obj) }); err == nil {
-					flush := len(sub.ch) == 0
-					err = ws.sendFrame(frame, flush)
-					unflushed = !flush
-				}
-			} else {
-				err, unflushed = ws.send(typ, obj), false // send flushes
-			}
-			if err != nil {
-				s.cfg.Logger.Debug("watch send", "err", err)
+			if !handle(he, len(sub.ch) > 0) {
 				return
 			}
 		}

@@ -140,6 +140,7 @@ type hubSub struct {
 	// report it.
 	skipped atomic.Int64
 	ch      chan *hubEvent
+	backlog []ringEntry   // the ring's events after from when it joined, read before ch
 	done    chan struct{} // closed by the hub when it cuts the subscriber off
 	err     error         // why, read after done
 }
@@ -182,25 +183,14 @@ func (hs *watchHubs) subscribe(prefix, keyPrefix string, from int64, trigger *hu
 	if h.err != nil || from < h.start {
 		return nil, nil, false
 	}
+	// The ring's events after from are the subscriber's backlog, handed over as they are
+	// (the older ones not decoded) for its own goroutine to go through before the queue:
+	// queued here, a backlog longer than the queue blocked the hub under its lock, and
+	// decoding it here held up every other watcher of the resource.
 	for i := range h.ring {
-		e := &h.ring[i]
-		if e.ev.Revision <= from || !strings.HasPrefix(e.ev.KV.Key, keyPrefix) {
-			continue
+		if e := h.ring[i]; e.ev.Revision > from && strings.HasPrefix(e.ev.KV.Key, keyPrefix) {
+			sub.backlog = append(sub.backlog, e)
 		}
-		he := e.he
-		if he == nil {
-			he = hs.s.decodeHubEvent(e.ev)
-		}
-		if !sub.wants(he) {
-			continue
-		}
-		if len(sub.ch) == cap(sub.ch) {
-			// More backlog than a subscriber may queue (the ring is larger than the
-			// buffer): a store watch of its own serves it, rather than a send that would
-			// block under the hub's lock.
-			return nil, nil, false
-		}
-		sub.ch <- he
 	}
 	h.subs[sub] = struct{}{}
 	return sub, func() { hs.unsubscribe(h, sub) }, true
