@@ -218,3 +218,69 @@ func mustInt(t *testing.T, s string) int64 {
 	}
 	return n
 }
+
+// TestWatchListSendsTheMatchingInitialState: a watch asking for the initial events (client-go's
+// watch-list) gets every object matching its selector as ADDED, each once with its
+// resourceVersion, then the bookmark that ends them, then later changes.
+func TestWatchListSendsTheMatchingInitialState(t *testing.T) {
+	c := apitest.Start(t, 1, apitest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cs := c.Client(0)
+	want := map[string]string{} // name -> resourceVersion, of the labelled ones
+	for i := range 30 {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%02d", i)}, Data: map[string]string{"i": fmt.Sprint(i)}}
+		if i%3 == 0 {
+			cm.Labels = map[string]string{"pick": "yes"}
+		}
+		got, err := cs.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%3 == 0 {
+			want[got.Name] = got.ResourceVersion
+		}
+	}
+	yes := true
+	w, err := cs.CoreV1().ConfigMaps("default").Watch(ctx, metav1.ListOptions{LabelSelector: "pick=yes", SendInitialEvents: &yes,
+		ResourceVersionMatch: metav1.ResourceVersionMatchNotOlderThan, AllowWatchBookmarks: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	next := func() watch.Event {
+		t.Helper()
+		select {
+		case ev := <-w.ResultChan():
+			return ev
+		case <-ctx.Done():
+			t.Fatal("no event")
+		}
+		return watch.Event{}
+	}
+	seen := map[string]bool{}
+	for len(seen) < len(want) {
+		ev := next()
+		cm, ok := ev.Object.(*corev1.ConfigMap)
+		if ev.Type != watch.Added || !ok || want[cm.Name] != cm.ResourceVersion || seen[cm.Name] || cm.Labels["pick"] != "yes" {
+			t.Fatalf("initial event %s %T %+v", ev.Type, ev.Object, ev.Object)
+		}
+		seen[cm.Name] = true
+	}
+	if ev := next(); ev.Type != watch.Bookmark || ev.Object.(*corev1.ConfigMap).Annotations[metav1.InitialEventsAnnotationKey] != "true" {
+		t.Fatalf("after the initial events: %s %+v, want the bookmark that ends them", ev.Type, ev.Object)
+	}
+	if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "late", Labels: map[string]string{"pick": "yes"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		ev := next()
+		if ev.Type == watch.Bookmark {
+			continue
+		}
+		if cm, ok := ev.Object.(*corev1.ConfigMap); ev.Type != watch.Added || !ok || cm.Name != "late" {
+			t.Fatalf("after the bookmark: %s %+v", ev.Type, ev.Object)
+		}
+		break
+	}
+}
