@@ -212,8 +212,17 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, q *request)
 		}
 	}
 	if shared {
-		s.followHub(ctx, ws, sub, sel, opts.AllowWatchBookmarks, last)
-		return
+		resume, ok := s.followHub(ctx, ws, sub, sel, opts.AllowWatchBookmarks, last)
+		if !ok {
+			return
+		}
+		leave()
+		if watcher, err = s.cfg.Store.Watch(ctx, s.objs.prefix(q.rs, q.ns), resume); err != nil {
+			ws.sendStatus(apierrors.NewResourceExpired("watch fell behind; re-list: " + err.Error()))
+			return
+		}
+		defer watcher.Stop()
+		last = resume
 	}
 	s.followWatch(ctx, ws, watcher, sel, opts.AllowWatchBookmarks, last)
 }

@@ -20,8 +20,10 @@ import (
 
 // followHub streams a shared resource stream's events to one watcher until the watch ends.
 // Objects are shared with the other watchers: they are never modified here, and non-table
-// encodings are made once per event, media type and conversion.
-func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, sel *selector, bookmarks bool, last int64) {
+// encodings are made once per event, media type and conversion. When the hub cuts the
+// watcher off for falling behind, it returns the revision its events reached and true: the
+// caller goes on from there with a store watch of the watcher's own.
+func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, sel *selector, bookmarks bool, last int64) (int64, bool) {
 	var tick <-chan time.Time
 	if bookmarks {
 		t := time.NewTicker(s.cfg.BookmarkInterval)
@@ -92,7 +94,7 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 	sub.backlog = nil
 	for i, e := range backlog {
 		if ctx.Err() != nil {
-			return
+			return 0, false
 		}
 		he := e.he
 		if he == nil {
@@ -102,7 +104,7 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 			continue
 		}
 		if !handle(he, i < len(backlog)-1 || len(sub.ch) > 0) {
-			return
+			return 0, false
 		}
 	}
 	if unflushed {
@@ -112,23 +114,39 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return 0, false
 		case <-tick:
 			last = max(last, sub.skipped.Load())
 			if ws.send(watch.Bookmark, s.bookmark(ws.q.rs, last, false)) != nil {
-				return
+				return 0, false
 			}
 		case <-sub.done:
-			if ctx.Err() == nil {
-				var ce *raftstore.CompactedError
-				if errors.Is(sub.err, errHubSubscriberSlow) || errors.As(sub.err, &ce) || errors.Is(sub.err, raftstore.ErrWatcherSlow) {
-					ws.sendStatus(apierrors.NewResourceExpired("watch fell behind; re-list: " + sub.err.Error()))
-				}
+			if ctx.Err() != nil {
+				return 0, false
 			}
-			return
+			if errors.Is(sub.err, errHubSubscriberSlow) {
+				// What was queued before the cut is in order and complete up to its last
+				// event: send it, then the caller resumes from there. A 410 instead made a
+				// leader's own informers re-list every pod (hundreds of MB at 30,000 pods)
+				// after a burst they were a little slow to take.
+				for len(sub.ch) > 0 {
+					if !handle(<-sub.ch, len(sub.ch) > 0) {
+						return 0, false
+					}
+				}
+				if unflushed {
+					ws.flusher.Flush()
+				}
+				return last, true
+			}
+			var ce *raftstore.CompactedError
+			if errors.As(sub.err, &ce) || errors.Is(sub.err, raftstore.ErrWatcherSlow) {
+				ws.sendStatus(apierrors.NewResourceExpired("watch fell behind; re-list: " + sub.err.Error()))
+			}
+			return 0, false
 		case he := <-sub.ch:
 			if !handle(he, len(sub.ch) > 0) {
-				return
+				return 0, false
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package apiserver_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -282,5 +283,67 @@ func TestWatchListSendsTheMatchingInitialState(t *testing.T) {
 			t.Fatalf("after the bookmark: %s %+v", ev.Type, ev.Object)
 		}
 		break
+	}
+}
+
+// TestSlowWatcherCatchesUp: a watcher that stops reading while thousands of events go by
+// (more than the shared stream queues for it) still gets every one of them in order, with
+// no 410, once it reads again.
+func TestSlowWatcherCatchesUp(t *testing.T) {
+	c := apitest.Start(t, 1, apitest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cs := c.Client(0)
+	list, err := cs.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := cs.CoreV1().ConfigMaps("default").Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	// 10 KiB each: the first few hundred fill the stream's flow-control window, after which
+	// the server's queue for this watcher fills and overflows.
+	const writes = 3000
+	pad := strings.Repeat("x", 10<<10)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for g := range 16 {
+		wg.Go(func() {
+			for i := g; i < writes; i += 16 {
+				cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%04d", i)}, Data: map[string]string{"pad": pad}}
+				if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	last := int64(0)
+	for len(seen) < writes {
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				t.Fatalf("watch closed after %d of %d events", len(seen), writes)
+			}
+			cm, isCM := ev.Object.(*corev1.ConfigMap)
+			if ev.Type != watch.Added || !isCM {
+				t.Fatalf("after %d events: %s %+v", len(seen), ev.Type, ev.Object)
+			}
+			rv := mustInt(t, cm.ResourceVersion)
+			if rv <= last || seen[cm.Name] {
+				t.Fatalf("%s at %d after %d", cm.Name, rv, last)
+			}
+			seen[cm.Name], last = true, rv
+		case <-ctx.Done():
+			t.Fatalf("%d of %d events", len(seen), writes)
+		}
 	}
 }
