@@ -187,6 +187,17 @@ func (s *Server) listObjects(ctx context.Context, q *request, opts *metav1.ListO
 	return list, nil
 }
 
+// listKVs reads what listObjects would list, undecoded and unfiltered (the caller decodes
+// and filters), with the revision it was read at.
+func (s *Server) listKVs(ctx context.Context, q *request, opts *metav1.ListOptions) ([]raftstore.KV, int64, error) {
+	var kvs []raftstore.KV
+	page, err := s.listPage(ctx, q, opts, func(kv raftstore.KV) (bool, error) {
+		kvs = append(kvs, kv)
+		return true, nil
+	}, false)
+	return kvs, page.rev, err
+}
+
 // listPageInfo is a list's metadata.
 type listPageInfo struct {
 	rev       int64

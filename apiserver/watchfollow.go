@@ -21,8 +21,10 @@ import (
 
 // followHub streams a shared resource stream's events to one watcher until the watch ends.
 // Objects are shared with the other watchers: they are never modified here, and non-table
-// encodings are made once per event, media type and conversion.
-func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, sel *selector, bookmarks bool, last int64) {
+// encodings are made once per event, media type and conversion. When the hub cuts the
+// watcher off for falling behind, it returns the revision its events reached and true: the
+// caller goes on from there with a store watch of the watcher's own.
+func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, sel *selector, bookmarks bool, last int64) (int64, bool) {
 	// The context's end and the bookmark timer wake the goroutine through the subscriber's
 	// one slot, so that waiting for the next event is a single channel receive.
 	stop := context.AfterFunc(ctx, sub.poke)
@@ -55,51 +57,84 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 		err := streaming.NewEncoder(sz.Framer.NewFrameWriter(&frame), sz.Serializer).Encode(ev)
 		return frame.Bytes(), err
 	}
+	// write sends one event, unflushed when it can (the caller flushes once per batch, as
+	// kube-apiserver's watch server flushes only when no further event is queued for the
+	// watcher). wrote says whether the watcher wanted it; ok false ends the watch.
+	unflushed := false
+	write := func(he *hubEvent) (wrote, ok bool) {
+		last = he.rev
+		if he.err != nil {
+			ws.sendStatus(he.err)
+			return false, false
+		}
+		typ, which := s.convertHubEvent(ws.q.rs, sel, he)
+		if typ == "" {
+			return false, true
+		}
+		obj := he.cur
+		if which == "prev" {
+			obj = he.prev
+		}
+		var err error
+		if plain {
+			var frame []byte
+			if frame, err = he.frame(frameKey{string(typ), which, media, as}, func() ([]byte, error) { return frameOf(typ, obj) }); err == nil {
+				err, unflushed = ws.sendFrame(frame, false), true
+			}
+		} else {
+			err, unflushed = ws.send(typ, obj), false // send flushes
+		}
+		if err != nil {
+			s.cfg.Logger.Debug("watch send", "err", err)
+			return false, false
+		}
+		return true, true
+	}
+	// The backlog first: events from before the subscription, older than anything queued.
+	backlog := sub.backlog
+	sub.backlog = nil
+	for _, e := range backlog {
+		if ctx.Err() != nil {
+			return 0, false
+		}
+		he := e.he
+		if he == nil {
+			he = s.decodeHubEvent(e.ev) // past the hub's decoded window: this watcher's own
+		}
+		if !sub.wants(he) {
+			continue
+		}
+		if _, ok := write(he); !ok {
+			return 0, false
+		}
+	}
 	var evs []*hubEvent
 	var sent []time.Time // when each event written in a batch reached the shared stream
 	for {
+		if unflushed {
+			ws.flusher.Flush()
+			unflushed = false
+		}
 		<-sub.wake
 		if ctx.Err() != nil {
-			return
+			return 0, false
 		}
 		var skipped int64
 		var end error
 		evs, skipped, end = sub.take(evs)
-		// Everything taken is written, then flushed once, as kube-apiserver's watch server
-		// flushes only when no further event is queued for the watcher.
-		unflushed := false
 		sent = sent[:0]
 		for _, he := range evs {
-			last = he.rev
-			if he.err != nil {
-				ws.sendStatus(he.err)
-				return
+			wrote, ok := write(he)
+			if !ok {
+				return 0, false
 			}
-			typ, which := s.convertHubEvent(ws.q.rs, sel, he)
-			if typ == "" {
-				continue
+			if wrote {
+				sent = append(sent, he.at)
 			}
-			obj := he.cur
-			if which == "prev" {
-				obj = he.prev
-			}
-			var err error
-			if plain {
-				var frame []byte
-				if frame, err = he.frame(frameKey{string(typ), which, media, as}, func() ([]byte, error) { return frameOf(typ, obj) }); err == nil {
-					err, unflushed = ws.sendFrame(frame, false), true
-				}
-			} else {
-				err, unflushed = ws.send(typ, obj), false // send flushes
-			}
-			if err != nil {
-				s.cfg.Logger.Debug("watch send", "err", err)
-				return
-			}
-			sent = append(sent, he.at)
 		}
 		if unflushed {
 			ws.flusher.Flush()
+			unflushed = false
 		}
 		if len(sent) > 0 {
 			now := time.Now()
@@ -109,20 +144,28 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 		}
 		clear(evs) // the next take reuses the array; drop the shared events now
 		if end != nil {
-			if ctx.Err() == nil {
-				var ce *raftstore.CompactedError
-				if errors.Is(end, errHubSubscriberSlow) || errors.As(end, &ce) || errors.Is(end, raftstore.ErrWatcherSlow) {
-					ws.sendStatus(apierrors.NewResourceExpired("watch fell behind; re-list: " + end.Error()))
-				}
+			if ctx.Err() != nil {
+				return 0, false
 			}
-			return
+			if errors.Is(end, errHubSubscriberSlow) {
+				// What was queued before the cut is in order and complete up to its last
+				// event, and has just been sent: the caller resumes from there. A 410
+				// instead made a leader's own informers re-list every pod (hundreds of MB
+				// at 30,000 pods) after a burst they were a little slow to take.
+				return last, true
+			}
+			var ce *raftstore.CompactedError
+			if errors.As(end, &ce) || errors.Is(end, raftstore.ErrWatcherSlow) {
+				ws.sendStatus(apierrors.NewResourceExpired("watch fell behind; re-list: " + end.Error()))
+			}
+			return 0, false
 		}
 		if bookmarkDue.Swap(false) {
 			// The newest revision delivered, or skipped with nothing queued, is always a
 			// safe place to resume.
 			last = max(last, skipped)
 			if ws.send(watch.Bookmark, s.bookmark(ws.q.rs, last, false)) != nil {
-				return
+				return 0, false
 			}
 			bookmarkTimer.Reset(s.cfg.BookmarkInterval)
 		}

@@ -95,6 +95,14 @@ func (e *hubEvent) frame(key frameKey, make func() ([]byte, error)) ([]byte, err
 // past (a list just read, a client resuming) joins the shared stream.
 const hubRing = 4096
 
+// hubHot is how many of the newest ring events keep their decoded, shared form (objects,
+// field sets, encoded frames). Older ones keep only the store's event, whose values the
+// store holds anyway, and a watch starting that far back decodes them for itself: the
+// decoded ring was 100 MB of a leader's 400 MB live heap after 3,000 pods were scheduled
+// (a decoded pod weighs several times its stored bytes, twice with its previous state),
+// for the rare watch that starts seconds in the past.
+const hubHot = 512
+
 // hubSubBuffer bounds a subscriber's queue; one that falls this far behind is cut off
 // (410 Expired, the client re-lists) so that it never holds up the others.
 const hubSubBuffer = 2048
@@ -119,9 +127,16 @@ type watchHub struct {
 	mu    sync.Mutex
 	start int64 // the ring holds every event after start
 	last  int64 // newest revision received
-	ring  []*hubEvent
+	ring  []ringEntry
 	subs  map[*hubSub]struct{}
 	err   error // set when the store watch ended
+}
+
+// ringEntry is one event of a hub's ring: the store's event, and its shared decoded form
+// while it is among the newest hubHot (nil after).
+type ringEntry struct {
+	ev raftstore.Event
+	he *hubEvent
 }
 
 // hubSub is one watcher's queue. The hub appends under mu and pokes wake; the watcher
@@ -142,6 +157,9 @@ type hubSub struct {
 	// report it.
 	skipped int64
 	err     error // set when the hub cut the subscriber off or its stream ended; after q
+	// backlog is the ring's events after from when the subscriber joined, gone through by
+	// its own goroutine before anything queued.
+	backlog []ringEntry
 }
 
 // poke wakes the watcher's goroutine; a wake-up already pending covers this one too.
@@ -234,9 +252,13 @@ func (hs *watchHubs) subscribe(prefix, keyPrefix string, from int64, trigger *hu
 	if h.err != nil || from < h.start {
 		return nil, nil, false
 	}
-	for _, ev := range h.ring {
-		if ev.rev > from && sub.wants(ev) {
-			sub.push(ev) // the ring is smaller than the buffer: never cut off
+	// The ring's events after from are the subscriber's backlog, handed over as they are
+	// (the older ones not decoded) for its own goroutine to go through before the queue:
+	// queued here, a backlog longer than the queue blocked the hub under its lock, and
+	// decoding it here held up every other watcher of the resource.
+	for i := range h.ring {
+		if e := h.ring[i]; e.ev.Revision > from && strings.HasPrefix(e.ev.KV.Key, keyPrefix) {
+			sub.backlog = append(sub.backlog, e)
 		}
 	}
 	h.subs[sub] = struct{}{}
@@ -269,11 +291,14 @@ func (h *watchHub) pump(ctx context.Context, w *raftstore.Watcher) {
 		h.mu.Lock()
 		h.last = ev.Revision
 		if len(h.ring) == hubRing {
-			h.start = h.ring[0].rev
+			h.start = h.ring[0].ev.Revision
 			copy(h.ring, h.ring[1:])
 			h.ring = h.ring[:hubRing-1]
 		}
-		h.ring = append(h.ring, he)
+		h.ring = append(h.ring, ringEntry{ev: ev, he: he})
+		if n := len(h.ring); n > hubHot {
+			h.ring[n-1-hubHot].he = nil // subscribers still holding it keep it alive
+		}
 		for sub := range h.subs {
 			if !sub.wants(he) {
 				sub.skip(he.rev)

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/skiff-dev/skiff/controllers/framework"
+	"github.com/skiff-dev/skiff/controllers/internal/trim"
 )
 
 // Manager runs the enabled controllers for as long as the context given to Run lasts.
@@ -110,7 +111,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	factory := informers.NewSharedInformerFactory(m.client, 0)
+	factory := informers.NewSharedInformerFactoryWithOptions(m.client, 0, informers.WithTransform(trim.ManagedFields))
 	// The broadcaster outlives ctx: controllers still finishing a reconcile when leadership
 	// ends record their events into it, and the deferred Shutdown flushes it after they
 	// have all returned (stopped with ctx, it refused them: "broadcaster already stopped").

@@ -44,4 +44,14 @@ func TestNamespacesGetDefaultServiceAccountAndRootCA(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 20*time.Second, "recreated after deletion", check)
+	// An edited copy is put back (the publisher watches these ConfigMaps by name only).
+	cm, err := cl.CoreV1().ConfigMaps("team").Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data = map[string]string{"ca.crt": "not the CA"}
+	if _, err := cl.CoreV1().ConfigMaps("team").Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "restored after an edit", check)
 }

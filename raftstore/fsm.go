@@ -21,10 +21,9 @@ type limits struct {
 // ordered by key, the store revision, and the bounded event history that watches and
 // past-revision lists read. All fields below mu are guarded by it.
 type fsm struct {
-	limits  limits
-	histMax int
-	histAge time.Duration
-	m       *metrics
+	limits limits
+	bounds historyBounds
+	m      *metrics
 
 	mu       sync.RWMutex
 	tree     *btree.BTreeG[*KV]
@@ -45,14 +44,20 @@ type applyResult struct {
 
 func kvLess(a, b *KV) bool { return a.Key < b.Key }
 
-func newFSM(l limits, histMax int, histAge time.Duration, m *metrics) *fsm {
+// historyBounds bound the watch history: events, bytes of the values it holds, and age.
+type historyBounds struct {
+	events int
+	bytes  int64
+	age    time.Duration
+}
+
+func newFSM(l limits, hb historyBounds, m *metrics) *fsm {
 	return &fsm{
-		limits:  l,
-		histMax: histMax,
-		histAge: histAge,
-		m:       m,
-		tree:    btree.NewG(32, kvLess),
-		notify:  make(chan struct{}),
+		limits: l,
+		bounds: hb,
+		m:      m,
+		tree:   btree.NewG(32, kvLess),
+		notify: make(chan struct{}),
 	}
 }
 
@@ -206,13 +211,16 @@ func checkOps(ops []Op, l limits) error {
 	return nil
 }
 
-// trimHistoryLocked drops whole revisions past the count bound or older than the age bound,
-// measured against the newest entry's leader time so every node trims alike.
+// trimHistoryLocked drops whole revisions past the count or byte bound or older than the
+// age bound, measured against the newest entry's leader time so every node trims alike.
+// The byte bound never drops the newest revision.
 func (f *fsm) trimHistoryLocked() {
-	cutoff := f.lastTime - int64(f.histAge)
+	b := f.bounds
+	cutoff := f.lastTime - int64(b.age)
 	for f.hist.len() > 0 {
 		oldest := f.hist.at(f.hist.base)
-		if f.hist.len() <= f.histMax && (f.histAge <= 0 || oldest.time >= cutoff) {
+		overBytes := b.bytes > 0 && f.hist.bytes > b.bytes && oldest.Revision != f.rev
+		if f.hist.len() <= b.events && !overBytes && (b.age <= 0 || oldest.time >= cutoff) {
 			return
 		}
 		f.hist.compact = f.hist.dropRevision()

@@ -12,7 +12,7 @@ import (
 )
 
 func testFSM() *fsm {
-	return newFSM(limits{maxKey: 3 << 10, maxValue: DefaultMaxValueSize}, 1000, time.Hour, nil)
+	return newFSM(limits{maxKey: 3 << 10, maxValue: DefaultMaxValueSize}, historyBounds{events: 1000, age: time.Hour}, nil)
 }
 
 func applyOps(t testing.TB, f *fsm, index uint64, ops ...Op) *applyResult {
@@ -178,5 +178,40 @@ func BenchmarkSnapshot200kKeys(b *testing.B) {
 		b.ReportMetric(float64(mid.Sub(start).Milliseconds()), "snapshot-ms")
 		b.ReportMetric(float64(time.Since(mid).Milliseconds()), "restore-ms")
 		b.ReportMetric(float64(len(data))/1e6, "MB")
+	}
+}
+
+// TestHistoryBytesBound: the history keeps whole revisions within its byte bound, so a
+// watch or past-revision list from before them gets a CompactedError, and a revision whose
+// value alone is over the bound is still kept.
+func TestHistoryBytesBound(t *testing.T) {
+	f := newFSM(limits{maxKey: 3 << 10, maxValue: DefaultMaxValueSize}, historyBounds{events: 1000, bytes: 10 << 10, age: time.Hour}, nil)
+	val := make([]byte, 1000)
+	for i := uint64(1); i <= 50; i++ {
+		if r := applyOps(t, f, i, Op{Kind: OpPut, Key: fmt.Sprintf("/k%d", i%7), Value: val}); r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	if f.hist.bytes > 10<<10 || f.hist.len() < 9 {
+		t.Fatalf("history of %d events, %d bytes; want at least 9 within 10 KiB", f.hist.len(), f.hist.bytes)
+	}
+	if _, err := f.list("/", "", 30, 0); !errors.As(err, new(*CompactedError)) {
+		t.Fatalf("list at a trimmed revision: %v, want a CompactedError", err)
+	}
+	if _, err := f.list("/", "", 45, 0); err != nil {
+		t.Fatalf("list at a kept revision: %v", err)
+	}
+	// A deleted value stays counted until its event goes.
+	if r := applyOps(t, f, 51, Op{Kind: OpDelete, Key: "/k1"}); r.err != nil {
+		t.Fatal(r.err)
+	}
+	if f.hist.bytes > 10<<10 {
+		t.Fatalf("after a delete: %d bytes", f.hist.bytes)
+	}
+	if r := applyOps(t, f, 52, Op{Kind: OpPut, Key: "/big", Value: make([]byte, 20<<10)}); r.err != nil {
+		t.Fatal(r.err)
+	}
+	if f.hist.len() != 1 || f.hist.at(f.hist.base).Revision != f.rev {
+		t.Fatalf("after a value over the bound: %d events, want only the newest revision's", f.hist.len())
 	}
 }

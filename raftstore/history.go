@@ -10,6 +10,17 @@ type history struct {
 	start   int    // events[start:] are live; the prefix waits to be reclaimed
 	base    uint64 // sequence number of events[start]
 	compact int64  // events of revisions at or below this are gone
+	bytes   int64  // of the keys and values the live events hold (eventBytes)
+}
+
+// eventBytes is what an event keeps alive: its key and the value it wrote, or for a delete
+// the value it removed (no longer in the tree; a put's previous value is the value of an
+// earlier event, counted there).
+func eventBytes(ev *Event) int64 {
+	if ev.Type == EventDelete && ev.Prev != nil {
+		return int64(len(ev.KV.Key) + len(ev.Prev.Value))
+	}
+	return int64(len(ev.KV.Key) + len(ev.KV.Value))
 }
 
 func (h *history) len() int { return len(h.events) - h.start }
@@ -17,7 +28,10 @@ func (h *history) len() int { return len(h.events) - h.start }
 // head is the sequence number the next event will get.
 func (h *history) head() uint64 { return h.base + uint64(h.len()) }
 
-func (h *history) append(ev Event) { h.events = append(h.events, ev) }
+func (h *history) append(ev Event) {
+	h.events = append(h.events, ev)
+	h.bytes += eventBytes(&ev)
+}
 
 // at returns the event with sequence number seq, which must be in [base, head).
 func (h *history) at(seq uint64) *Event { return &h.events[h.start+int(seq-h.base)] }
@@ -26,6 +40,7 @@ func (h *history) at(seq uint64) *Event { return &h.events[h.start+int(seq-h.bas
 func (h *history) dropRevision() int64 {
 	rev := h.events[h.start].Revision
 	for h.len() > 0 && h.events[h.start].Revision == rev {
+		h.bytes -= eventBytes(&h.events[h.start])
 		h.events[h.start] = Event{} // let the values be collected
 		h.start++
 		h.base++
@@ -53,5 +68,6 @@ func (h *history) reset(rev int64) {
 	h.base = h.head()
 	h.events = nil
 	h.start = 0
+	h.bytes = 0
 	h.compact = rev
 }

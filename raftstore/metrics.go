@@ -45,6 +45,7 @@ func newMetrics(s *Store) *metrics {
 	}
 	m.gauges = []prometheus.Collector{
 		gauge("history_events", "Events held in the watch history.", read(func(f *fsm) float64 { return float64(f.hist.len()) })),
+		gauge("history_bytes", "Bytes of keys and values held by the watch history's events.", read(func(f *fsm) float64 { return float64(f.hist.bytes) })),
 		gauge("keys", "Keys in the state machine.", read(func(f *fsm) float64 { return float64(f.tree.Len()) })),
 		gauge("bytes", "Bytes of keys and values in the state machine.", read(func(f *fsm) float64 { return float64(f.bytes) })),
 		gauge("revision", "Newest applied store revision.", read(func(f *fsm) float64 { return float64(f.rev) })),

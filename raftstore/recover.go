@@ -26,7 +26,7 @@ func Recover(cfg Config, servers []Server) error {
 	for _, sv := range servers {
 		conf.Servers = append(conf.Servers, raft.Server{ID: raft.ServerID(sv.ID), Address: raft.ServerAddress(sv.Address), Suffrage: raft.Voter})
 	}
-	fsm := newFSM(limits{maxKey: cfg.MaxKeySize, maxValue: cfg.MaxValueSize}, cfg.HistoryEvents, cfg.HistoryAge, nil)
+	fsm := newFSM(limits{maxKey: cfg.MaxKeySize, maxValue: cfg.MaxValueSize}, historyBounds{events: cfg.HistoryEvents, bytes: cfg.HistoryBytes, age: cfg.HistoryAge}, nil)
 	_, trans := raft.NewInmemTransport("")
 	return raft.RecoverCluster(rc, fsm, d.log, d.bolt, d.snaps, trans, conf)
 }

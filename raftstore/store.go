@@ -60,7 +60,7 @@ func Open(cfg Config) (*Store, error) {
 	if !cfg.NoMetrics {
 		s.metrics = newMetrics(s)
 	}
-	s.fsm = newFSM(limits{maxKey: cfg.MaxKeySize, maxValue: cfg.MaxValueSize}, cfg.HistoryEvents, cfg.HistoryAge, s.metrics)
+	s.fsm = newFSM(limits{maxKey: cfg.MaxKeySize, maxValue: cfg.MaxValueSize}, historyBounds{events: cfg.HistoryEvents, bytes: cfg.HistoryBytes, age: cfg.HistoryAge}, s.metrics)
 	s.mux = newMux(ctx, &s.wg, cfg.Layer, cfg.Secret, cfg.Logger)
 	s.peers = &peers{m: s.mux, cli: map[string]*rpc.Client{}, dialing: map[string]*pendingDial{}}
 	rpcSrv := rpc.NewServer()

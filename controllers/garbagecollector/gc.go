@@ -22,6 +22,7 @@ import (
 
 	"github.com/skiff-dev/skiff/controllers/framework"
 	"github.com/skiff-dev/skiff/controllers/internal/discover"
+	"github.com/skiff-dev/skiff/controllers/internal/trim"
 )
 
 // Plugin registers the garbage collector.
@@ -88,7 +89,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.stores = map[schema.GroupVersionResource]cache.Store{}
 	c.objects = map[types.UID]*node{}
 	c.dependents = map[types.UID]map[types.UID]bool{}
-	factory := metadatainformer.NewSharedInformerFactory(c.meta, 0)
+	factory := metadatainformer.NewSharedInformerFactoryWithOptions(c.meta, 0, metadatainformer.WithTransform(trim.ManagedFields))
 	var synced []cache.InformerSynced
 	for _, r := range res {
 		c.kinds[r.GVK().GroupKind()] = r

@@ -7,15 +7,19 @@ package serviceaccount
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/skiff-dev/skiff/controllers/framework"
+	"github.com/skiff-dev/skiff/controllers/internal/trim"
 )
 
 // Plugin registers the default ServiceAccount controller.
@@ -39,6 +43,7 @@ type namespaced struct {
 	nss     corelisters.NamespaceLister
 	synced  []cache.InformerSynced
 	ensure  func(ctx context.Context, ns string) error
+	own     cache.SharedIndexInformer // an informer outside the shared factory, run by Run
 }
 
 func newNamespaced(d framework.Deps, name string, owned cache.SharedIndexInformer) (*namespaced, error) {
@@ -68,6 +73,13 @@ func newNamespaced(d framework.Deps, name string, owned cache.SharedIndexInforme
 }
 
 func (c *namespaced) Run(ctx context.Context) error {
+	if c.own != nil {
+		ctx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() { c.own.Run(ctx.Done()) })
+		defer wg.Wait()
+		defer cancel()
+	}
 	return c.queue.Run(ctx, c.workers, framework.ReconcileFunc(c.reconcile), c.synced...)
 }
 
@@ -113,12 +125,22 @@ func NewRootCA(d framework.Deps) (framework.Controller, error) {
 		d.Logger.Warn("root-ca-cert-publisher: no root CA configured; publishing nothing")
 		return idle{}, nil
 	}
-	inf := d.Informers.Core().V1().ConfigMaps()
-	c, err := newNamespaced(d, "root-ca-cert-publisher", inf.Informer())
+	// Only the kube-root-ca.crt ConfigMaps (a field selector), in an informer of its own:
+	// kube-controller-manager's publisher watches every ConfigMap, which held each one of
+	// the cluster decoded on the leader (up to 1 MiB each) for the one per namespace it keeps.
+	inf := coreinformers.NewFilteredConfigMapInformer(d.Client, metav1.NamespaceAll, 0,
+		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}, func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", RootCAConfigMap).String()
+		})
+	if err := inf.SetTransform(trim.ManagedFields); err != nil {
+		return nil, fmt.Errorf("root-ca-cert-publisher: %w", err)
+	}
+	c, err := newNamespaced(d, "root-ca-cert-publisher", inf)
 	if err != nil {
 		return nil, fmt.Errorf("root-ca-cert-publisher: %w", err)
 	}
-	lister, ca := inf.Lister(), string(d.Options.RootCA)
+	c.own = inf
+	lister, ca := corelisters.NewConfigMapLister(inf.GetIndexer()), string(d.Options.RootCA)
 	c.ensure = func(ctx context.Context, ns string) error {
 		cms := c.client.CoreV1().ConfigMaps(ns)
 		cur, err := lister.ConfigMaps(ns).Get(RootCAConfigMap)
