@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/client-go/rest"
-
 	"github.com/skiff-dev/skiff/cluster"
 )
 
@@ -115,25 +113,7 @@ func scrapeSkiffServers(ctx context.Context, lc *cluster.LocalCluster) []*apiMet
 			servers = append(servers, p)
 		}
 	}
-	out := make([]*apiMetrics, len(servers))
-	var wg sync.WaitGroup
-	for i, s := range servers {
-		wg.Go(func() {
-			rc, err := cluster.RestConfig(lc.Kubeconfig, s.Name)
-			if err != nil {
-				return
-			}
-			hc, err := rest.HTTPClientFor(rc)
-			if err != nil {
-				return
-			}
-			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			out[i], _ = scrapeAPIMetrics(sctx, hc, s.APIURL+"/metrics")
-		})
-	}
-	wg.Wait()
-	return out
+	return scrapeServers(ctx, lc, servers)
 }
 
 // watchDelivery is the servers' skiff_apiserver_watch_delivery_seconds between two

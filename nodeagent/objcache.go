@@ -147,30 +147,25 @@ func (c *objectCache) reference(uid types.UID, k objectKey) *cachedObject {
 
 // listWatch lists and watches the one object k names.
 func (c *objectCache) listWatch(k objectKey) cache.ListerWatcher {
-	one := func(o *metav1.ListOptions) {
-		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", k.name).String()
-	}
 	if k.resource == "secrets" {
-		api := c.client.CoreV1().Secrets(k.ns)
-		return &cache.ListWatch{
-			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				one(&o)
-				return api.List(ctx, o)
-			},
-			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				one(&o)
-				return api.Watch(ctx, o)
-			},
-		}
+		return listWatchOne(c.client.CoreV1().Secrets(k.ns), k.name)
 	}
-	api := c.client.CoreV1().ConfigMaps(k.ns)
+	return listWatchOne(c.client.CoreV1().ConfigMaps(k.ns), k.name)
+}
+
+// listWatchOne is a ListerWatcher of the one object called name that api serves.
+func listWatchOne[L runtime.Object](api interface {
+	List(context.Context, metav1.ListOptions) (L, error)
+	Watch(context.Context, metav1.ListOptions) (watch.Interface, error)
+}, name string) cache.ListerWatcher {
+	selector := fields.OneTermEqualSelector("metadata.name", name).String()
 	return &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			one(&o)
+			o.FieldSelector = selector
 			return api.List(ctx, o)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			one(&o)
+			o.FieldSelector = selector
 			return api.Watch(ctx, o)
 		},
 	}
