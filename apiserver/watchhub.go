@@ -103,8 +103,9 @@ const hubRing = 4096
 // for the rare watch that starts seconds in the past.
 const hubHot = 512
 
-// hubSubBuffer bounds a subscriber's queue; one that falls this far behind is cut off
-// (410 Expired, the client re-lists) so that it never holds up the others.
+// hubSubBuffer bounds a subscriber's queue; one that falls this far behind is cut off so
+// that it never holds up the others, and goes on from where it got to with a store watch of
+// its own (followHub).
 const hubSubBuffer = 2048
 
 var errHubSubscriberSlow = errors.New("watcher fell behind the shared stream")
