@@ -38,8 +38,9 @@ type APIOptions struct {
 	// Nodes and SchedPods size the small step's scheduling run (100 nodes, 3,000 pods);
 	// MaxNodes ends --scale full after the step of that many nodes (0: all steps).
 	Nodes, SchedPods, MaxNodes int
-	// ScheduleTimeout bounds each scheduling run (at least pods/50 seconds); NodesTimeout
-	// the wait for the nodes to be Ready.
+	// ScheduleTimeout bounds each scheduling run (0: 5 minutes or pods/50 seconds, whichever
+	// is longer); NodesTimeout the wait for the nodes to be Ready (0: 5 minutes or 0.36 s a
+	// node). Set, they are exact: a run cut short still reports the pods/s it reached.
 	ScheduleTimeout, NodesTimeout time.Duration
 	// K8sReference is the directory of the reference's build.sh and run.sh; K8sWork the
 	// WORK its build.sh builds into ($K8sWork/bin). UpstreamEtcd is its etcd members.
@@ -105,12 +106,6 @@ func (o *APIOptions) defaults() {
 	}
 	if o.SchedPods == 0 {
 		o.SchedPods = 3000
-	}
-	if o.ScheduleTimeout == 0 {
-		o.ScheduleTimeout = 5 * time.Minute
-	}
-	if o.NodesTimeout == 0 {
-		o.NodesTimeout = 5 * time.Minute
 	}
 	if o.K8sReference == "" {
 		o.K8sReference = "../shared/k8s-reference"
@@ -392,7 +387,11 @@ func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, 
 		mu.Lock()
 		fleet = f
 		mu.Unlock()
-		if err := waitNodesReady(sctx, admin[0], "", st.Nodes, o.NodesTimeout, func(f string, a ...any) { say(name+": "+f, a...) }); err != nil {
+		nodesTimeout := o.NodesTimeout
+		if nodesTimeout == 0 {
+			nodesTimeout = max(5*time.Minute, time.Duration(st.Nodes)*360*time.Millisecond)
+		}
+		if err := waitNodesReady(sctx, admin[0], "", st.Nodes, nodesTimeout, func(f string, a ...any) { say(name+": "+f, a...) }); err != nil {
 			if sctx.Err() != nil {
 				return stopped("nodes")
 			}
@@ -501,7 +500,10 @@ func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, 
 	if name == APIUpstream {
 		variant = "kwok nodes"
 	}
-	timeout := max(o.ScheduleTimeout, time.Duration(st.Pods/50)*time.Second)
+	timeout := o.ScheduleTimeout
+	if timeout == 0 {
+		timeout = max(5*time.Minute, time.Duration(st.Pods/50)*time.Second)
+	}
 	if o.runs("schedule") {
 		wait := profile("schedule", "profile?seconds=20")
 		srows, err := runSchedule(sctx, admin[0], scheduleSpec{system: name, step: step, variant: variant, ns: "bench-sched",
