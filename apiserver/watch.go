@@ -230,10 +230,11 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, q *request)
 // followWatch streams the store's events until the watch ends.
 func (s *Server) followWatch(ctx context.Context, ws *watchStream, watcher *raftstore.Watcher, sel *selector, bookmarks bool, last int64) {
 	var tick <-chan time.Time
+	var bookmarkTimer *time.Timer
 	if bookmarks {
-		t := time.NewTicker(s.cfg.BookmarkInterval)
-		defer t.Stop()
-		tick = t.C
+		bookmarkTimer = time.NewTimer(s.bookmarkDelay(ctx))
+		defer bookmarkTimer.Stop()
+		tick = bookmarkTimer.C
 	}
 	for {
 		select {
@@ -244,6 +245,7 @@ func (s *Server) followWatch(ctx context.Context, ws *watchStream, watcher *raft
 			if ws.send(watch.Bookmark, s.bookmark(ws.q.rs, last, false)) != nil {
 				return
 			}
+			bookmarkTimer.Reset(s.bookmarkDelay(ctx))
 		case ev, ok := <-watcher.Events():
 			if !ok {
 				if err := watcher.Err(); err != nil && ctx.Err() == nil {
@@ -306,6 +308,22 @@ func (s *Server) convertEvent(rs *Resource, sel *selector, ev raftstore.Event) (
 		return watch.Deleted, prev, nil
 	}
 	return "", nil, nil
+}
+
+// bookmarkDelay is when a watch that asked for bookmarks gets its next one: every
+// BookmarkInterval, and 2 s before the watch's own timeout, as kube-apiserver's watch cache
+// does. Clients (client-go's reflector) end their watches every 5 to 10 minutes and resume
+// from the last revision they saw; a filtered watch (an agent's pods) may see no event for
+// long while the store's bounded history moves on, and would get 410 and re-list. The
+// bookmark just before the end hands it a revision seconds old instead.
+func (s *Server) bookmarkDelay(ctx context.Context) time.Duration {
+	d := s.cfg.BookmarkInterval
+	if end, ok := ctx.Deadline(); ok {
+		if pre := time.Until(end) - 2*time.Second; pre > 0 && pre < d {
+			d = pre
+		}
+	}
+	return d
 }
 
 // bookmark is an empty object of the kind carrying only a resourceVersion.

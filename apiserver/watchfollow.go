@@ -32,7 +32,7 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 	var bookmarkDue atomic.Bool
 	var bookmarkTimer *time.Timer
 	if bookmarks {
-		bookmarkTimer = time.AfterFunc(s.cfg.BookmarkInterval, func() { bookmarkDue.Store(true); sub.poke() })
+		bookmarkTimer = time.AfterFunc(s.bookmarkDelay(ctx), func() { bookmarkDue.Store(true); sub.poke() })
 		defer bookmarkTimer.Stop()
 	}
 	plain := !ws.mt.table
@@ -167,7 +167,7 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 			if ws.send(watch.Bookmark, s.bookmark(ws.q.rs, last, false)) != nil {
 				return 0, false
 			}
-			bookmarkTimer.Reset(s.cfg.BookmarkInterval)
+			bookmarkTimer.Reset(s.bookmarkDelay(ctx))
 		}
 	}
 }
