@@ -2,9 +2,11 @@ package raftstore
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"testing"
 	"time"
 
@@ -213,5 +215,68 @@ func TestHistoryBytesBound(t *testing.T) {
 	}
 	if f.hist.len() != 1 || f.hist.at(f.hist.base).Revision != f.rev {
 		t.Fatalf("after a value over the bound: %d events, want only the newest revision's", f.hist.len())
+	}
+}
+
+// TestQuietPrefixKeepsItsWindow: a busy resource churning the shared history does not
+// expire the revisions of a quiet one. A watch or a list of the quiet prefix from before
+// the trimmed revisions works, since none of its events were dropped; the busy prefix
+// gets a CompactedError from the same revision.
+func TestQuietPrefixKeepsItsWindow(t *testing.T) {
+	f := newFSM(limits{maxKey: 3 << 10, maxValue: DefaultMaxValueSize}, historyBounds{events: 10, age: time.Hour}, nil)
+	idx := uint64(0)
+	put := func(key, value string) int64 {
+		t.Helper()
+		idx++
+		if r := applyOps(t, f, idx, Op{Kind: OpPut, Key: key, Value: []byte(value)}); r.err != nil {
+			t.Fatal(r.err)
+		}
+		return f.rev
+	}
+	quietRev := put("/registry/quiet/a", "1")
+	busyStart := put("/registry/busy/x", "0")
+	for i := range 50 {
+		put("/registry/busy/x", fmt.Sprint(i))
+	}
+	if f.hist.compact <= busyStart {
+		t.Fatalf("history not trimmed past %d (compact %d): the test needs a churned history", busyStart, f.hist.compact)
+	}
+
+	res, err := f.list("/registry/quiet/", "", quietRev, 0)
+	if err != nil || len(res.KVs) != 1 || string(res.KVs[0].Value) != "1" {
+		t.Fatalf("list of the quiet prefix at %d: %+v, %v", quietRev, res.KVs, err)
+	}
+	if _, err := f.list("/registry/busy/", "", busyStart, 0); !errors.As(err, new(*CompactedError)) {
+		t.Fatalf("list of the busy prefix at a trimmed revision: %v, want a CompactedError", err)
+	}
+	if _, err := f.list("/registry/", "", quietRev, 0); !errors.As(err, new(*CompactedError)) {
+		t.Fatalf("list across classes at a trimmed revision: %v, want a CompactedError", err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wc := watchConfig{buffer: 16, maxLag: 1000}
+	if _, err := f.watch(ctx, ctx, &wg, "/registry/busy/", busyStart, wc); !errors.As(err, new(*CompactedError)) {
+		t.Fatalf("watch of the busy prefix from a trimmed revision: %v, want a CompactedError", err)
+	}
+	w, err := f.watch(ctx, ctx, &wg, "/registry/quiet/", quietRev, wc)
+	if err != nil {
+		t.Fatalf("watch of the quiet prefix from %d: %v", quietRev, err)
+	}
+	defer w.Stop()
+	for i := range 30 { // trims again while the watcher waits
+		put("/registry/busy/x", fmt.Sprint(i))
+	}
+	bRev := put("/registry/quiet/b", "2")
+	select {
+	case ev, ok := <-w.Events():
+		if !ok || ev.KV.Key != "/registry/quiet/b" || ev.Revision != bRev {
+			t.Fatalf("quiet watcher got %+v (open %v), want /registry/quiet/b at %d; err %v", ev, ok, bRev, w.Err())
+		}
+	case <-ctx.Done():
+		t.Fatal("the quiet watcher got nothing")
 	}
 }

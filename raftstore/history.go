@@ -11,6 +11,36 @@ type history struct {
 	base    uint64 // sequence number of events[start]
 	compact int64  // events of revisions at or below this are gone
 	bytes   int64  // of the keys and values the live events hold (eventBytes)
+	// dropped holds, per key class (historyClass), the newest revision of an event of that
+	// class that was trimmed; restored is the revision a snapshot reset the history to.
+	// A watch or past list of a prefix within one class needs only that class's events,
+	// so it can start below compact: a quiet resource keeps its window while a busy one
+	// churns the shared history, as kube-apiserver's per-resource watch caches do.
+	dropped  map[string]int64
+	restored int64
+}
+
+// historyClass is the class of a key or prefix: its first three '/'-separated segments
+// ("/registry/pods/"), the resource of an apiserver key. A prefix of fewer segments has none.
+func historyClass(key string) (string, bool) {
+	n := 0
+	for i := 0; i < len(key); i++ {
+		if key[i] == '/' {
+			if n++; n == 3 {
+				return key[:i+1], true
+			}
+		}
+	}
+	return "", false
+}
+
+// floor is the revision at or above which every event of keys under prefix is still held:
+// a watch may start there, a list may be rebuilt there.
+func (h *history) floor(prefix string) int64 {
+	if c, ok := historyClass(prefix); ok {
+		return max(h.restored, h.dropped[c])
+	}
+	return h.compact
 }
 
 // eventBytes is what an event keeps alive: its key and the value it wrote, or for a delete
@@ -40,6 +70,12 @@ func (h *history) at(seq uint64) *Event { return &h.events[h.start+int(seq-h.bas
 func (h *history) dropRevision() int64 {
 	rev := h.events[h.start].Revision
 	for h.len() > 0 && h.events[h.start].Revision == rev {
+		if c, ok := historyClass(h.events[h.start].KV.Key); ok {
+			if h.dropped == nil {
+				h.dropped = make(map[string]int64)
+			}
+			h.dropped[c] = rev
+		}
 		h.bytes -= eventBytes(&h.events[h.start])
 		h.events[h.start] = Event{} // let the values be collected
 		h.start++
@@ -70,4 +106,6 @@ func (h *history) reset(rev int64) {
 	h.start = 0
 	h.bytes = 0
 	h.compact = rev
+	h.restored = rev
+	h.dropped = nil
 }

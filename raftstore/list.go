@@ -54,8 +54,8 @@ func (f *fsm) list(prefix, start string, rev int64, limit int) (ListResult, erro
 	if rev > f.rev {
 		return ListResult{}, fmt.Errorf("%w: revision %d is ahead of the store's %d", ErrInvalid, rev, f.rev)
 	}
-	if rev < f.hist.compact {
-		return ListResult{}, &CompactedError{Requested: rev, Oldest: f.hist.compact}
+	if oldest := f.hist.floor(prefix); rev < oldest {
+		return ListResult{}, &CompactedError{Requested: rev, Oldest: oldest}
 	}
 	if start < prefix {
 		start = prefix

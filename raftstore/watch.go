@@ -49,8 +49,8 @@ func (f *fsm) watch(ctx context.Context, storeCtx context.Context, wg *sync.Wait
 	if from == 0 {
 		from = f.rev
 	}
-	if from < f.hist.compact {
-		oldest := f.hist.compact
+	if from < f.hist.floor(prefix) {
+		oldest := f.hist.floor(prefix)
 		f.mu.RUnlock()
 		return nil, &CompactedError{Requested: from, Oldest: oldest}
 	}
@@ -86,8 +86,12 @@ func (f *fsm) runWatcher(ctx, storeCtx context.Context, out chan<- Event, prefix
 	for {
 		batch = batch[:0]
 		f.mu.RLock()
+		if f.epoch == epoch && cursor < f.hist.base && last >= f.hist.floor(prefix) {
+			// Only other classes' events were trimmed past this watcher: none it wants.
+			cursor = f.hist.base
+		}
 		if f.epoch != epoch || cursor < f.hist.base {
-			err := &CompactedError{Requested: last, Oldest: f.hist.compact}
+			err := &CompactedError{Requested: last, Oldest: f.hist.floor(prefix)}
 			f.mu.RUnlock()
 			return err
 		}
