@@ -5,16 +5,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -28,11 +32,16 @@ type PodsOptions struct {
 	Exe       string // the skiff binary
 	TestImage string // the static testimage binary the agent serves as skiff.local/testimage
 	Pods      int
-	Idle      time.Duration // how long the agent's idle CPU and RSS are measured
-	Timeout   time.Duration
-	Dir       string
-	Command   string
-	Progress  io.Writer
+	// LatencyPods pods are created one after another at LatencyRate a second once the
+	// burst's pods are deleted and gone (clusterloader2's latency pods, the pod startup
+	// SLO's measurement); 0 skips that phase.
+	LatencyPods int
+	LatencyRate float64       // default 5, clusterloader2's Uniform5qps
+	Idle        time.Duration // how long the agent's idle CPU and RSS are measured
+	Timeout     time.Duration
+	Dir         string
+	Command     string
+	Progress    io.Writer
 	// ProfileDir, if set, makes the agent serve pprof and gets, from the burst: its CPU
 	// profile, goroutine dumps a few times into it, its block and mutex profiles, and the
 	// agent's log.
@@ -43,9 +52,10 @@ type PodsOptions struct {
 type PodsResult struct {
 	Command string `json:"command"`
 	Pods    int    `json:"pods"`
-	// Startup latency: from just before each pod's create call to the watch event showing
-	// it Running (the image is cached first, as the Kubernetes pod-startup SLI excludes
-	// image pulls).
+	// The burst: Pods pods created at once (16 create calls in flight). Each pod's time from
+	// just before its create call to the watch event showing it Running (the image is cached
+	// first, as the Kubernetes pod-startup SLI excludes image pulls). With every pod queued
+	// at once this is throughput under saturation, not the SLO's startup latency.
 	P50Ms float64 `json:"p50CreateToRunningMs"`
 	P90Ms float64 `json:"p90CreateToRunningMs"`
 	P99Ms float64 `json:"p99CreateToRunningMs"`
@@ -56,17 +66,57 @@ type PodsResult struct {
 	// Running (the containers' runc init, in their own processes, is in neither).
 	BurstAgentCPUSeconds   float64 `json:"burstAgentCPUSeconds"`
 	BurstServersCPUSeconds float64 `json:"burstServersCPUSeconds"`
-	// The agent with every pod running and idle.
+	// BurstContainerCPUMsPerPod: CPU the containers' cgroups used over the burst (the agent's
+	// whole cgroup tree: runc init from the moment it joins the cgroup, then the program's
+	// start), per pod; 0 when the cgroup's CPU counter could not be read.
+	BurstContainerCPUMsPerPod float64 `json:"burstContainerCPUMsPerPod"`
+	// The agent with every pod of the burst running and idle.
 	AgentRSSMiB     float64 `json:"agentRSSMiB"`
 	AgentCPUPercent float64 `json:"agentCPUPercentOfOneCore"`
+	// TeardownSeconds: from deleting the burst's pods to their being gone from the API and
+	// their cgroups from the agent's tree.
+	TeardownSeconds float64 `json:"teardownSeconds,omitempty"`
+	// The paced phase: LatencyPods pods created one after another at LatencyRate a second,
+	// each timed like the burst's: startup latency as the SLO measures it.
+	LatencyPods               int     `json:"latencyPods,omitempty"`
+	LatencyRate               float64 `json:"latencyRatePerSecond,omitempty"`
+	PacedP50Ms                float64 `json:"pacedP50CreateToRunningMs,omitempty"`
+	PacedP90Ms                float64 `json:"pacedP90CreateToRunningMs,omitempty"`
+	PacedP99Ms                float64 `json:"pacedP99CreateToRunningMs,omitempty"`
+	PacedMaxMs                float64 `json:"pacedMaxCreateToRunningMs,omitempty"`
+	PacedAgentCPUMsPerPod     float64 `json:"pacedAgentCPUMsPerPod,omitempty"`
+	PacedServersCPUMsPerPod   float64 `json:"pacedServersCPUMsPerPod,omitempty"`
+	PacedContainerCPUMsPerPod float64 `json:"pacedContainerCPUMsPerPod,omitempty"`
+}
+
+// latencySummary is the nearest-rank p50/p90/p99 and the maximum of lat, in milliseconds.
+// It sorts lat in place.
+func latencySummary(lat []time.Duration) (p50, p90, p99, maxMs float64) {
+	if len(lat) == 0 {
+		return 0, 0, 0, 0
+	}
+	slices.Sort(lat)
+	return ms(Percentile(lat, 0.5)), ms(Percentile(lat, 0.9)), ms(Percentile(lat, 0.99)), ms(lat[len(lat)-1])
+}
+
+// pacedAt is when, from the phase's start, the i-th (from 0) of the paced pods is created at
+// rate pods a second: a fixed schedule, as clusterloader2's qpsLoad tuning set, so a slow
+// create call does not push the pods after it back.
+func pacedAt(i int, rate float64) time.Duration {
+	return time.Duration(float64(i) / rate * float64(time.Second))
 }
 
 // RunPods starts three servers and one libcontainer agent (root), caches the test image,
 // creates o.Pods pods at once and measures how fast they reach Running, then the agent's
-// CPU and memory with all of them running. Everything is stopped and removed afterwards.
+// CPU and memory with all of them running; then deletes them, waits until they are gone,
+// and creates o.LatencyPods pods at o.LatencyRate a second, timing each. Everything is
+// stopped and removed afterwards.
 func RunPods(ctx context.Context, o PodsOptions) (*PodsResult, error) {
 	if o.Pods == 0 {
 		o.Pods = 100
+	}
+	if o.LatencyRate <= 0 {
+		o.LatencyRate = 5
 	}
 	if o.Idle == 0 {
 		o.Idle = 30 * time.Second
@@ -104,11 +154,11 @@ func RunPods(ctx context.Context, o PodsOptions) (*PodsResult, error) {
 		return nil, fmt.Errorf("bench: cluster up: %w", err)
 	}
 	var agentPID int
-	var agentLog string
+	var agentLog, cgroupRoot string
 	var serverPIDs []int
 	for _, p := range lc.Processes {
 		if p.Role == "agent" {
-			agentPID, agentLog = p.PID, p.LogFile
+			agentPID, agentLog, cgroupRoot = p.PID, p.LogFile, argAfter(p.Args, "--cgroup-root")
 		} else {
 			serverPIDs = append(serverPIDs, p.PID)
 		}
@@ -143,7 +193,7 @@ func RunPods(ctx context.Context, o PodsOptions) (*PodsResult, error) {
 	}
 	running := map[string]time.Time{}
 	var mu sync.Mutex
-	seen := make(chan struct{}, o.Pods+1)
+	seen := make(chan struct{}, o.Pods+o.LatencyPods+1)
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(ns))
 	inf := factory.Core().V1().Pods().Informer()
 	observe := func(obj any) {
@@ -186,6 +236,22 @@ func RunPods(ctx context.Context, o PodsOptions) (*PodsResult, error) {
 		}
 		return nil
 	}
+	// latencies are the create-to-Running times of names, whose create calls began at created,
+	// and the last Running time.
+	latencies := func(names []string, created []time.Time) ([]time.Duration, time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		var lat []time.Duration
+		var last time.Time
+		for i, name := range names {
+			t := running[name]
+			lat = append(lat, t.Sub(created[i]))
+			if t.After(last) {
+				last = t
+			}
+		}
+		return lat, last
+	}
 	say("caching the image with one pod")
 	if _, err := client.CoreV1().Pods(ns).Create(ctx, pod("warmup"), metav1.CreateOptions{}); err != nil {
 		return nil, err
@@ -193,7 +259,14 @@ func RunPods(ctx context.Context, o PodsOptions) (*PodsResult, error) {
 	if err := wait(1); err != nil {
 		return nil, err
 	}
+	// The agent's cgroups with only the warmup pod: what the teardown of the burst must get
+	// back to before the paced phase.
+	baseCgroups := countCgroups(cgroupRoot)
 	say("creating %d pods at once", o.Pods)
+	names := make([]string, o.Pods)
+	for i := range names {
+		names[i] = fmt.Sprintf("p-%03d", i)
+	}
 	created := make([]time.Time, o.Pods)
 	var wg sync.WaitGroup
 	errs := make(chan error, o.Pods)
@@ -211,6 +284,7 @@ func RunPods(ctx context.Context, o PodsOptions) (*PodsResult, error) {
 		}
 	}
 	agentTicks0, serverTicks0 := cpuTicks(agentPID), cpuTicks(serverPIDs...)
+	containerCPU0, cgroupOK0 := cgroupCPU(cgroupRoot)
 	start := time.Now()
 	for i := range o.Pods {
 		wg.Add(1)
@@ -219,7 +293,7 @@ func RunPods(ctx context.Context, o PodsOptions) (*PodsResult, error) {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			created[i] = time.Now()
-			if _, err := client.CoreV1().Pods(ns).Create(ctx, pod(fmt.Sprintf("p-%03d", i)), metav1.CreateOptions{}); err != nil {
+			if _, err := client.CoreV1().Pods(ns).Create(ctx, pod(names[i]), metav1.CreateOptions{}); err != nil {
 				errs <- err
 			}
 		}()
@@ -233,30 +307,22 @@ func RunPods(ctx context.Context, o PodsOptions) (*PodsResult, error) {
 		return nil, err
 	}
 	agentTicks1, serverTicks1 := cpuTicks(agentPID), cpuTicks(serverPIDs...)
+	containerCPU1, cgroupOK1 := cgroupCPU(cgroupRoot)
 	if o.ProfileDir != "" {
 		for _, p := range []string{"block", "mutex"} {
 			fetchPprof(ctx, pprofAddr, p, filepath.Join(o.ProfileDir, "agent-"+p+".pprof"), say)
 		}
 		profiles.Wait()
 	}
-	mu.Lock()
-	var lat []time.Duration
-	last := start
-	for i := range o.Pods {
-		t := running[fmt.Sprintf("p-%03d", i)]
-		lat = append(lat, t.Sub(created[i]))
-		if t.After(last) {
-			last = t
-		}
-	}
-	mu.Unlock()
-	slices.Sort(lat)
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	lat, last := latencies(names, created)
 	res := &PodsResult{Command: o.Command, Pods: o.Pods,
-		P50Ms: ms(Percentile(lat, 0.5)), P90Ms: ms(Percentile(lat, 0.9)), P99Ms: ms(Percentile(lat, 0.99)), MaxMs: ms(lat[len(lat)-1]),
 		PodsPerSecond:          float64(o.Pods) / last.Sub(start).Seconds(),
 		BurstAgentCPUSeconds:   float64(agentTicks1-agentTicks0) / ticksPerSecond,
 		BurstServersCPUSeconds: float64(serverTicks1-serverTicks0) / ticksPerSecond}
+	res.P50Ms, res.P90Ms, res.P99Ms, res.MaxMs = latencySummary(lat)
+	if cgroupOK0 && cgroupOK1 {
+		res.BurstContainerCPUMsPerPod = ms(containerCPU1-containerCPU0) / float64(o.Pods)
+	}
 	say("all %d running in %s; measuring the idle agent for %s", o.Pods, last.Sub(start).Round(time.Millisecond), o.Idle)
 	time.Sleep(5 * time.Second) // let the last status writes settle
 	t0, _, err := procUsage(agentPID)
@@ -275,7 +341,165 @@ func RunPods(ctx context.Context, o PodsOptions) (*PodsResult, error) {
 	}
 	res.AgentCPUPercent = 100 * float64(t1-t0) / ticksPerSecond / time.Since(began).Seconds()
 	res.AgentRSSMiB = float64(rss) / (1 << 20)
+	if o.LatencyPods <= 0 {
+		return res, nil
+	}
+
+	// The paced phase starts from the state the burst started from: the burst's pods deleted,
+	// gone from the API, and their containers' cgroups gone from the agent, so their teardown
+	// does not compete with the paced pods' starts.
+	say("deleting the %d pods and waiting until they are gone", o.Pods)
+	teardown := time.Now()
+	if err := deletePods(ctx, client, ns, names); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(o.Timeout)
+	for {
+		left := 0
+		for _, name := range names {
+			if _, ok, _ := inf.GetStore().GetByKey(ns + "/" + name); ok {
+				left++
+			}
+		}
+		cg := countCgroups(cgroupRoot)
+		if left == 0 && cg <= baseCgroups {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("bench: after %s, %d of the burst's pods are still in the API and the agent has %d cgroups (%d before the burst)",
+				o.Timeout, left, cg, baseCgroups)
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	res.TeardownSeconds = time.Since(teardown).Seconds()
+	time.Sleep(2 * time.Second) // the agent's last writes about the deleted pods
+	say("burst gone in %.1f s; creating %d pods at %g a second", res.TeardownSeconds, o.LatencyPods, o.LatencyRate)
+	paced := make([]string, o.LatencyPods)
+	for i := range paced {
+		paced[i] = fmt.Sprintf("l-%03d", i)
+	}
+	pacedCreated := make([]time.Time, o.LatencyPods)
+	perr := make(chan error, o.LatencyPods)
+	agentTicks0, serverTicks0 = cpuTicks(agentPID), cpuTicks(serverPIDs...)
+	containerCPU0, cgroupOK0 = cgroupCPU(cgroupRoot)
+	pacedStart := time.Now()
+	for i := range o.LatencyPods {
+		select {
+		case <-time.After(time.Until(pacedStart.Add(pacedAt(i, o.LatencyRate)))):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pacedCreated[i] = time.Now()
+			if _, err := client.CoreV1().Pods(ns).Create(ctx, pod(paced[i]), metav1.CreateOptions{}); err != nil {
+				perr <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(perr)
+	for err := range perr {
+		return nil, err
+	}
+	if err := wait(o.LatencyPods); err != nil {
+		return nil, err
+	}
+	agentTicks1, serverTicks1 = cpuTicks(agentPID), cpuTicks(serverPIDs...)
+	containerCPU1, cgroupOK1 = cgroupCPU(cgroupRoot)
+	lat, _ = latencies(paced, pacedCreated)
+	res.LatencyPods, res.LatencyRate = o.LatencyPods, o.LatencyRate
+	res.PacedP50Ms, res.PacedP90Ms, res.PacedP99Ms, res.PacedMaxMs = latencySummary(lat)
+	res.PacedAgentCPUMsPerPod = 1000 * float64(agentTicks1-agentTicks0) / ticksPerSecond / float64(o.LatencyPods)
+	res.PacedServersCPUMsPerPod = 1000 * float64(serverTicks1-serverTicks0) / ticksPerSecond / float64(o.LatencyPods)
+	if cgroupOK0 && cgroupOK1 {
+		res.PacedContainerCPUMsPerPod = ms(containerCPU1-containerCPU0) / float64(o.LatencyPods)
+	}
+	say("paced: p50 %.0f ms, p99 %.0f ms", res.PacedP50Ms, res.PacedP99Ms)
 	return res, nil
+}
+
+// deletePods deletes names with a grace period of 1 s (the test image's sleep has no
+// SIGTERM handler, so the agent kills it after that), 16 calls at a time.
+func deletePods(ctx context.Context, client kubernetes.Interface, ns string, names []string) error {
+	grace := int64(1)
+	var wg sync.WaitGroup
+	errs := make(chan error, len(names))
+	sem := make(chan struct{}, 16)
+	for _, name := range names {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if err := client.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &grace}); err != nil && !apierrors.IsNotFound(err) {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs // nil when none failed
+}
+
+// cgroupCPU is the CPU time used so far by every process that was ever in the cgroup tree
+// root (relative to the cgroup mount) or below it: cgroup v1's cpuacct.usage, or v2's
+// cpu.stat usage_usec; both are charged to every ancestor, so they keep the CPU of
+// containers already removed. False when neither can be read.
+func cgroupCPU(root string) (time.Duration, bool) {
+	if root == "" {
+		return 0, false
+	}
+	if b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/cpuacct", root, "cpuacct.usage")); err == nil {
+		if ns, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil {
+			return time.Duration(ns), true
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", root, "cpu.stat")); err == nil {
+		return parseCPUStatUsage(string(b))
+	}
+	return 0, false
+}
+
+// parseCPUStatUsage takes usage_usec from a cgroup v2 cpu.stat.
+func parseCPUStatUsage(stat string) (time.Duration, bool) {
+	for line := range strings.Lines(stat) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "usage_usec "); ok {
+			if us, err := strconv.ParseUint(v, 10, 64); err == nil {
+				return time.Duration(us) * time.Microsecond, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// countCgroups counts the cgroups below root (one hierarchy: cgroup v1's cpuacct, or v2's
+// unified tree); -1 when root cannot be read.
+func countCgroups(root string) int {
+	if root == "" {
+		return -1
+	}
+	dir := filepath.Join("/sys/fs/cgroup/cpuacct", root)
+	if _, err := os.Stat(dir); err != nil {
+		dir = filepath.Join("/sys/fs/cgroup", root)
+	}
+	n := 0
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return -1
+	}
+	return n - 1 // root itself
 }
 
 const ticksPerSecond = 100 // USER_HZ, the unit of /proc/<pid>/stat's CPU times
@@ -323,13 +547,22 @@ func copyFile(from, to string) {
 	}
 }
 
-// WriteTable prints the result.
+// WriteTable prints the result: one row a phase, then the idle agent.
 func (r *PodsResult) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "pods\tp50 ms\tp90 ms\tp99 ms\tmax ms\tpods/s\tburst CPU s agent\tservers\tidle agent RSS MiB\tidle agent CPU %\t")
-	fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.1f\t%.2f\t%.2f\t%.1f\t%.1f\t\n", r.Pods, r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs, r.PodsPerSecond,
-		r.BurstAgentCPUSeconds, r.BurstServersCPUSeconds, r.AgentRSSMiB, r.AgentCPUPercent)
-	return tw.Flush()
+	fmt.Fprintln(tw, "phase\tpods\tcreated\tp50 ms\tp90 ms\tp99 ms\tmax ms\tpods/s\tagent CPU ms/pod\tservers\tcontainers\t")
+	fmt.Fprintf(tw, "burst\t%d\tat once\t%.0f\t%.0f\t%.0f\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t\n", r.Pods, r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs, r.PodsPerSecond,
+		1000*r.BurstAgentCPUSeconds/float64(r.Pods), 1000*r.BurstServersCPUSeconds/float64(r.Pods), r.BurstContainerCPUMsPerPod)
+	if r.LatencyPods > 0 {
+		fmt.Fprintf(tw, "paced\t%d\t%g/s\t%.0f\t%.0f\t%.0f\t%.0f\t\t%.1f\t%.1f\t%.1f\t\n", r.LatencyPods, r.LatencyRate, r.PacedP50Ms, r.PacedP90Ms, r.PacedP99Ms, r.PacedMaxMs,
+			r.PacedAgentCPUMsPerPod, r.PacedServersCPUMsPerPod, r.PacedContainerCPUMsPerPod)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "idle agent with the burst's %d pods: RSS %.1f MiB, CPU %.1f %% of a core; burst CPU s: agent %.2f, servers %.2f; teardown %.1f s\n",
+		r.Pods, r.AgentRSSMiB, r.AgentCPUPercent, r.BurstAgentCPUSeconds, r.BurstServersCPUSeconds, r.TeardownSeconds)
+	return err
 }
 
 // WriteJSONFile writes the result as JSON.
