@@ -73,8 +73,8 @@ type PodsResult struct {
 	// The agent with every pod of the burst running and idle.
 	AgentRSSMiB     float64 `json:"agentRSSMiB"`
 	AgentCPUPercent float64 `json:"agentCPUPercentOfOneCore"`
-	// TeardownSeconds: from deleting the burst's pods to their being gone from the API and
-	// their cgroups from the agent's tree.
+	// TeardownSeconds: from deleting the burst's pods to their being gone from the API, their
+	// cgroups from the agent's tree and their directories from its data directory.
 	TeardownSeconds float64 `json:"teardownSeconds,omitempty"`
 	// The paced phase: LatencyPods pods created one after another at LatencyRate a second,
 	// each timed like the burst's: startup latency as the SLO measures it.
@@ -154,11 +154,11 @@ func RunPods(ctx context.Context, o PodsOptions) (*PodsResult, error) {
 		return nil, fmt.Errorf("bench: cluster up: %w", err)
 	}
 	var agentPID int
-	var agentLog, cgroupRoot string
+	var agentLog, agentDataDir, cgroupRoot string
 	var serverPIDs []int
 	for _, p := range lc.Processes {
 		if p.Role == "agent" {
-			agentPID, agentLog, cgroupRoot = p.PID, p.LogFile, argAfter(p.Args, "--cgroup-root")
+			agentPID, agentLog, agentDataDir, cgroupRoot = p.PID, p.LogFile, p.DataDir, argAfter(p.Args, "--cgroup-root")
 		} else {
 			serverPIDs = append(serverPIDs, p.PID)
 		}
@@ -259,9 +259,11 @@ func RunPods(ctx context.Context, o PodsOptions) (*PodsResult, error) {
 	if err := wait(1); err != nil {
 		return nil, err
 	}
-	// The agent's cgroups with only the warmup pod: what the teardown of the burst must get
-	// back to before the paced phase.
-	baseCgroups := countCgroups(cgroupRoot)
+	// The agent's cgroups, pod and log directories with only the warmup pod: what the
+	// teardown of the burst must get back to before the paced phase. The agent removes a
+	// deleted pod's containers (and cgroups) before the API object goes, then its network,
+	// volumes, directory and, last, its log directory.
+	baseCgroups, baseDirs := countCgroups(cgroupRoot), agentPodDirs(agentDataDir)
 	say("creating %d pods at once", o.Pods)
 	names := make([]string, o.Pods)
 	for i := range names {
@@ -361,13 +363,13 @@ func RunPods(ctx context.Context, o PodsOptions) (*PodsResult, error) {
 				left++
 			}
 		}
-		cg := countCgroups(cgroupRoot)
-		if left == 0 && cg <= baseCgroups {
+		cg, dirs := countCgroups(cgroupRoot), agentPodDirs(agentDataDir)
+		if left == 0 && cg <= baseCgroups && dirs <= baseDirs {
 			break
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("bench: after %s, %d of the burst's pods are still in the API and the agent has %d cgroups (%d before the burst)",
-				o.Timeout, left, cg, baseCgroups)
+			return nil, fmt.Errorf("bench: after %s, %d of the burst's pods are still in the API; the agent has %d cgroups and %d pod and log directories (%d and %d before the burst)",
+				o.Timeout, left, cg, dirs, baseCgroups, baseDirs)
 		}
 		select {
 		case <-time.After(100 * time.Millisecond):
@@ -474,6 +476,17 @@ func parseCPUStatUsage(stat string) (time.Duration, bool) {
 		}
 	}
 	return 0, false
+}
+
+// agentPodDirs counts the agent's pod and pod log directories (nodeagent's <data dir>/pods
+// and /logs), which it removes last when a deleted pod is cleaned up.
+func agentPodDirs(dataDir string) int {
+	n := 0
+	for _, sub := range []string{"pods", "logs"} {
+		entries, _ := os.ReadDir(filepath.Join(dataDir, sub))
+		n += len(entries)
+	}
+	return n
 }
 
 // countCgroups counts the cgroups below root (one hierarchy: cgroup v1's cpuacct, or v2's
