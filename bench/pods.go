@@ -118,6 +118,7 @@ func RunPods(ctx context.Context, o PodsOptions) (*PodsResult, error) {
 	if o.LatencyRate <= 0 {
 		o.LatencyRate = 5
 	}
+	o.LatencyPods = max(o.LatencyPods, 0)
 	if o.Idle == 0 {
 		o.Idle = 30 * time.Second
 	}
