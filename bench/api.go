@@ -36,8 +36,9 @@ type APIOptions struct {
 	ListRepeats int
 	PacedRate   int // writes/s of the paced create row (issue 3's "at 500 writes/s")
 	// Nodes and SchedPods size the small step's scheduling run (100 nodes, 3,000 pods);
-	// MaxNodes ends --scale full after the step of that many nodes (0: all steps).
-	Nodes, SchedPods, MaxNodes int
+	// MaxNodes ends --scale full after the step of that many nodes (0: all steps); MinNodes
+	// starts it at the first step of at least that many (to run a large step alone).
+	Nodes, SchedPods, MaxNodes, MinNodes int
 	// ScheduleTimeout bounds each scheduling run (0: 5 minutes or pods/50 seconds, whichever
 	// is longer); NodesTimeout the wait for the nodes to be Ready (0: 5 minutes or 0.36 s a
 	// node). Set, they are exact: a run cut short still reports the pods/s it reached.
@@ -142,6 +143,9 @@ func apiSteps(o APIOptions) ([]apiStep, error) {
 		for i, n := range []int{100, 1000, 5000} {
 			if o.MaxNodes > 0 && n > o.MaxNodes {
 				break
+			}
+			if n < o.MinNodes {
+				continue
 			}
 			steps = append(steps, apiStep{Name: strconv.Itoa(n), Nodes: n, Pods: 30 * n, KwokCheck: i == 0})
 		}

@@ -232,6 +232,11 @@ func TestAPISteps(t *testing.T) {
 	if err != nil || len(steps) != 2 || steps[1] != (apiStep{Name: "1000", Nodes: 1000, Pods: 30000}) || !steps[0].KwokCheck {
 		t.Fatalf("full to 1000: %+v %v", steps, err)
 	}
+	o = APIOptions{Scale: "full", MinNodes: 5000}
+	o.defaults()
+	if steps, err := apiSteps(o); err != nil || len(steps) != 1 || steps[0] != (apiStep{Name: "5000", Nodes: 5000, Pods: 150000}) {
+		t.Fatalf("full from 5000: %+v %v", steps, err)
+	}
 	o = APIOptions{}
 	o.defaults()
 	if steps, _ := apiSteps(o); len(steps) != 1 || steps[0] != (apiStep{Name: "small", Nodes: 100, Pods: 3000, KwokCheck: true}) {

@@ -20,12 +20,12 @@ type nodeFleet interface {
 	Stop()
 }
 
-// fleetFunc is a nodeFleet from two functions; nil ones do nothing. pid is its process,
-// when it is one (skiff's hollow-nodes), for its memory.
+// fleetFunc is a nodeFleet from two functions; nil ones do nothing. pids are its processes,
+// when it has some (skiff's hollow-nodes), for their memory.
 type fleetFunc struct {
 	alive func() error
 	stop  func()
-	pid   int
+	pids  []int
 }
 
 func (f fleetFunc) Alive() error {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -142,30 +143,70 @@ func (s *skiffSystem) StartNodes(ctx context.Context, _ kubernetes.Interface, n 
 	if s.lc == nil {
 		return nil, fmt.Errorf("skiff: not started")
 	}
-	dir := s.lc.Dir
-	args := []string{"hollow-nodes", "--count", strconv.Itoa(n), "--token-file", filepath.Join(dir, "agent-token"),
-		"--data-dir", filepath.Join(dir, "hollow")}
-	for _, p := range s.lc.Processes {
-		if p.Role == "server" {
-			args = append(args, "--server", p.APIURL)
-		}
-	}
-	p := cluster.Process{Name: "hollow-nodes", Role: "agent", DataDir: filepath.Join(dir, "hollow"),
-		LogFile: filepath.Join(dir, "hollow-nodes.log"), Args: args}
-	if err := cluster.StartProcess(s.lc, &p); err != nil {
+	procs, err := startHollowNodes(s.lc, n)
+	if err != nil {
 		return nil, err
 	}
-	s.say("%d hollow nodes in one process (pid %d), log %s", n, p.PID, p.LogFile)
+	var pids []int
+	for _, p := range procs {
+		pids = append(pids, p.PID)
+		s.say("hollow nodes %s (pid %d), log %s", strings.Join(p.Args[1:5], " "), p.PID, p.LogFile)
+	}
 	return fleetFunc{
-		pid: p.PID,
+		pids: pids,
 		alive: func() error {
-			if !pidAlive(p.PID) {
-				return fmt.Errorf("the hollow-nodes process exited (end of %s:\n%s)", p.LogFile, tail(p.LogFile, 10))
+			for _, p := range procs {
+				if !pidAlive(p.PID) {
+					return fmt.Errorf("a hollow-nodes process exited (end of %s:\n%s)", p.LogFile, tail(p.LogFile, 10))
+				}
 			}
 			return nil
 		},
-		stop: func() { cluster.StopProcess(p.PID, 10*time.Second) },
+		stop: func() { stopHollowNodes(procs) },
 	}, nil
+}
+
+// hollowNodesPerProcess bounds one hollow-nodes process: each node holds a listener and
+// its API connections (about four descriptors), and this machine's open-file limit is
+// 20,000 a process, which unprivileged root here cannot raise (no CAP_SYS_RESOURCE).
+const hollowNodesPerProcess = 2000
+
+// startHollowNodes starts n hollow nodes against the cluster's servers, named hollow-0 to
+// hollow-<n-1>, in processes of at most hollowNodesPerProcess nodes each.
+func startHollowNodes(lc *cluster.LocalCluster, n int) ([]cluster.Process, error) {
+	dir := lc.Dir
+	var servers []string
+	for _, p := range lc.Processes {
+		if p.Role == "server" {
+			servers = append(servers, "--server", p.APIURL)
+		}
+	}
+	var procs []cluster.Process
+	for first, k := 0, 0; first < n; first, k = first+hollowNodesPerProcess, k+1 {
+		count := min(hollowNodesPerProcess, n-first)
+		args := append([]string{"hollow-nodes", "--count", strconv.Itoa(count), "--first", strconv.Itoa(first),
+			"--token-file", filepath.Join(dir, "agent-token"), "--data-dir", filepath.Join(dir, "hollow")}, servers...)
+		name, log := "hollow-nodes", filepath.Join(dir, "hollow-nodes.log")
+		if k > 0 {
+			name, log = fmt.Sprintf("hollow-nodes-%d", k), filepath.Join(dir, fmt.Sprintf("hollow-nodes-%d.log", k))
+		}
+		p := cluster.Process{Name: name, Role: "agent", DataDir: filepath.Join(dir, "hollow"), LogFile: log, Args: args}
+		if err := cluster.StartProcess(lc, &p); err != nil {
+			stopHollowNodes(procs)
+			return nil, err
+		}
+		procs = append(procs, p)
+	}
+	return procs, nil
+}
+
+// stopHollowNodes stops the processes startHollowNodes started, all at once.
+func stopHollowNodes(procs []cluster.Process) {
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Go(func() { cluster.StopProcess(p.PID, 10*time.Second) })
+	}
+	wg.Wait()
 }
 
 // pidAlive says whether pid runs (a zombie does not).

@@ -32,7 +32,7 @@ const (
 type ScaleOptions struct {
 	Out    string // result.json, summary.md, and the cluster (its logs are kept) go here
 	Binary string // the skiff binary the servers and the hollow nodes run
-	Nodes  int    // hollow nodes, in one hollow-nodes process
+	Nodes  int    // hollow nodes, in hollow-nodes processes of at most hollowNodesPerProcess
 	Pods   int
 	Via    string // "deployments" (1,000 replicas each, created at once) or "pods" (32 writers)
 	// RaftHeartbeat, if set, restarts the servers with --raft-heartbeat-timeout.
@@ -99,8 +99,8 @@ func (o *ScaleOptions) validate() error {
 // errScaleStopped marks a run that ended before every pod was Running.
 var errScaleStopped = errors.New("bench scale: stopped before convergence")
 
-// RunScale starts a fresh three-server cluster under o.Out and one hollow-nodes process of
-// o.Nodes nodes (each renewing its Lease every 10 s, as the kubelet), waits for every node to
+// RunScale starts a fresh three-server cluster under o.Out and o.Nodes hollow nodes
+// (startHollowNodes) (each renewing its Lease every 10 s, as the kubelet), waits for every node to
 // be Ready, then creates o.Pods pods (through Deployments, or directly) and follows them
 // until every one is Running as its node's agent reported it. It measures the servers'
 // API latency by verb over that ramp (from their /metrics histograms), pods bound per
@@ -202,7 +202,7 @@ func RunScale(ctx context.Context, o ScaleOptions) (*ScaleResult, error) {
 	fleet = f
 	fleetMu.Unlock()
 	if ff, ok := f.(fleetFunc); ok {
-		mon.setHollow(ff.pid)
+		mon.setHollow(ff.pids)
 	}
 	if err := waitNodesReady(sctx, admin[0], "", o.Nodes, o.NodesTimeout, func(f string, a ...any) { say("nodes: "+f, a...) }); err != nil {
 		if sctx.Err() != nil {
@@ -390,11 +390,11 @@ type scaleMonitor struct {
 
 	mu      sync.Mutex
 	servers []scaleServer
-	hollow  int // pid of the hollow-nodes process, 0 until it runs
+	hollow  []int // pids of the hollow-nodes processes, none until they run
 	phase   string
 	counts  func() podCounts
 	samples []ScaleSample
-	peak    []float64 // VmHWM per server, then the hollow-nodes process
+	peak    []float64 // VmHWM per server, then the hollow-nodes processes' summed
 	steady  [][]float64
 	lastRSS []float64
 	term    uint64
@@ -433,8 +433,8 @@ func (m *scaleMonitor) addServers(sys *skiffSystem, cfgs []*rest.Config) ([]scal
 	return m.servers, nil
 }
 
-func (m *scaleMonitor) setPhase(p string) { m.mu.Lock(); m.phase = p; m.mu.Unlock() }
-func (m *scaleMonitor) setHollow(pid int) { m.mu.Lock(); m.hollow = pid; m.mu.Unlock() }
+func (m *scaleMonitor) setPhase(p string)    { m.mu.Lock(); m.phase = p; m.mu.Unlock() }
+func (m *scaleMonitor) setHollow(pids []int) { m.mu.Lock(); m.hollow = pids; m.mu.Unlock() }
 func (m *scaleMonitor) setCounts(f func() podCounts) {
 	m.mu.Lock()
 	m.counts = f
@@ -548,18 +548,27 @@ func (m *scaleMonitor) sample(ctx context.Context) {
 		m.leader = s.Leader
 		m.leaders = append(m.leaders, s.Leader)
 	}
-	pids := make([]int, 0, len(m.servers)+1)
+	// Each server is one slot; the hollow-nodes processes together are the last.
+	slots := make([][]int, 0, len(m.servers)+1)
 	for _, sv := range m.servers {
-		pids = append(pids, sv.pid)
+		slots = append(slots, []int{sv.pid})
 	}
-	pids = append(pids, m.hollow)
-	for i, pid := range pids {
-		if pid == 0 {
-			continue
+	slots = append(slots, m.hollow)
+	for i, pids := range slots {
+		var rss, hwm float64
+		read := false
+		for _, pid := range pids {
+			if pid == 0 {
+				continue
+			}
+			r, h, err := procMemMB(pid)
+			if err != nil {
+				continue // it exited: the watchdog says so; keep its last readings
+			}
+			rss, hwm, read = rss+r, hwm+h, true
 		}
-		rss, hwm, err := procMemMB(pid)
-		if err != nil {
-			continue // it exited: the watchdog says so; keep its last readings
+		if !read {
+			continue
 		}
 		m.peak[i] = max(m.peak[i], hwm)
 		m.lastRSS[i] = rss
@@ -623,7 +632,7 @@ func (m *scaleMonitor) report(r *ScaleResult) {
 		sm.Leader = s.name == m.leader
 		r.Servers = append(r.Servers, sm)
 	}
-	if m.hollow != 0 {
+	if len(m.hollow) > 0 {
 		h := mem(len(m.servers), "hollow-nodes")
 		r.Hollow = &h
 	}

@@ -50,7 +50,7 @@ type ScaleResult struct {
 	APIFrom   string        `json:"api_measured"` // how and where the latency was measured
 
 	Servers []ScaleMemory `json:"servers"`
-	Hollow  *ScaleMemory  `json:"hollow_nodes,omitempty"` // the one hollow-nodes process
+	Hollow  *ScaleMemory  `json:"hollow_nodes,omitempty"` // the hollow-nodes processes, summed
 	// MinMemAvailableMB is the machine's lowest MemAvailable seen.
 	MinMemAvailableMB float64       `json:"min_mem_available_mb"`
 	Timeline          []ScaleSample `json:"timeline"`

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -32,7 +31,7 @@ import (
 type SchedulerOptions struct {
 	Exe     string // the skiff binary the servers and the hollow nodes run
 	Servers int    // default 3; 1 is a control plane that no leader change disturbs
-	Nodes   int    // hollow nodes, all in one hollow-nodes process
+	Nodes   int    // hollow nodes, in hollow-nodes processes of at most hollowNodesPerProcess
 	Pods    int    // pods, created at once
 	// Via is how the pods are made: "deployments" (the default: o.Deployments of them,
 	// the ReplicaSet controller creates the pods) or "pods" (bare pods from Writers
@@ -115,7 +114,7 @@ func (o *SchedulerOptions) defaults() {
 	}
 }
 
-// RunScheduler starts three servers as processes and one process of o.Nodes hollow nodes,
+// RunScheduler starts three servers as processes and o.Nodes hollow nodes (startHollowNodes),
 // waits for every node to be Ready, creates o.Pods pods at once (through o.Deployments
 // Deployments, or directly), and measures how fast the scheduler binds them. Everything it started is
 // stopped, and its data removed, before it returns. When not every pod is bound within
@@ -171,21 +170,17 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (*SchedulerResult, er
 		}
 	}
 	var servers []cluster.Process
-	args := []string{"hollow-nodes", "--count", strconv.Itoa(o.Nodes), "--token-file", filepath.Join(dir, "agent-token"),
-		"--data-dir", filepath.Join(dir, "hollow")}
 	for _, p := range lc.Processes {
 		if p.Role == "server" {
 			servers = append(servers, p)
-			args = append(args, "--server", p.APIURL)
 		}
 	}
-	hollow := cluster.Process{Name: "hollow-nodes", Role: "agent", DataDir: filepath.Join(dir, "hollow"),
-		LogFile: filepath.Join(dir, "hollow-nodes.log"), Args: args}
-	if err := cluster.StartProcess(lc, &hollow); err != nil {
+	hollow, err := startHollowNodes(lc, o.Nodes)
+	if err != nil {
 		return nil, err
 	}
-	defer cluster.StopProcess(hollow.PID, 10*time.Second) // before Down, which knows only the servers
-	say("started %d hollow nodes in one process (pid %d), log %s", o.Nodes, hollow.PID, hollow.LogFile)
+	defer stopHollowNodes(hollow) // before Down, which knows only the servers
+	say("started %d hollow nodes in %d process(es) (first pid %d), log %s", o.Nodes, len(hollow), hollow[0].PID, hollow[0].LogFile)
 	rc, err := cluster.RestConfig(lc.Kubeconfig, servers[0].Name)
 	if err != nil {
 		return nil, err
@@ -241,8 +236,9 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (*SchedulerResult, er
 		}
 	}
 	sampler := &throughputSampler{}
-	cpuNames, cpuPIDs := []string{hollow.Name}, []int{hollow.PID}
-	for _, p := range servers {
+	var cpuNames []string
+	var cpuPIDs []int
+	for _, p := range append(hollow, servers...) {
 		cpuNames, cpuPIDs = append(cpuNames, p.Name), append(cpuPIDs, p.PID)
 	}
 	metricsBefore := scrapeServers(ctx, lc, servers)
@@ -680,7 +676,7 @@ func (r *SchedulerResult) WriteTable(w io.Writer) error {
 			if c.Leader {
 				name += " (leader)"
 			}
-			if c.Name != "hollow-nodes" {
+			if !strings.HasPrefix(c.Name, "hollow-nodes") {
 				servers += c.MsPerPod
 			}
 			parts = append(parts, fmt.Sprintf("%s %.2f", name, c.MsPerPod))

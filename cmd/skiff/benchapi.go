@@ -72,6 +72,7 @@ Every process it starts is stopped when it ends.`,
 	fl.IntVar(&o.Nodes, "nodes", 100, "simulated nodes of the small step")
 	fl.IntVar(&o.SchedPods, "sched-pods", 3000, "pods scheduled through Deployments in the small step")
 	fl.IntVar(&o.MaxNodes, "max-nodes", 0, "--scale full: end after the step of this many nodes (0: every step)")
+	fl.IntVar(&o.MinNodes, "min-nodes", 0, "--scale full: start at the first step of at least this many nodes")
 	fl.DurationVar(&o.ScheduleTimeout, "schedule-timeout", 0, "bound on each scheduling run; a run cut short reports the pods/s it reached (default: 5m or pods/50 s, whichever is longer)")
 	fl.DurationVar(&o.NodesTimeout, "nodes-timeout", 0, "wait for the simulated nodes to be Ready (default: 5m or 0.36 s a node, whichever is longer)")
 	fl.StringVar(&o.K8sReference, "k8s-reference", defaultK8sReference(), "directory of the reference's build.sh and run.sh")

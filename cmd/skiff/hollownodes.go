@@ -25,6 +25,7 @@ import (
 func newHollowNodesCmd() *cobra.Command {
 	var (
 		count       int
+		first       int
 		prefix      string
 		servers     []string
 		tokenFile   string
@@ -67,10 +68,15 @@ API through the given servers (first alive). No gossip: the servers list is the 
 					log.Warn("could not lower the process priority", "nice", nice, "err", err)
 				}
 			}
+			// About four descriptors a node (a listener, its API connections), with room.
+			wantFiles := uint64(count)*8 + 1024
+			if got, err := raiseFileLimit(wantFiles); err != nil || got < wantFiles {
+				log.Warn("open-file limit below what the nodes may need", "limit", got, "want", wantFiles, "err", err)
+			}
 			ctx := cmd.Context()
 			names := make([]string, count)
 			for i := range names {
-				names[i] = fmt.Sprintf("%s%d", prefix, i)
+				names[i] = fmt.Sprintf("%s%d", prefix, first+i)
 			}
 			// Join (or reuse an earlier join) with a few workers: each join is a key pair and
 			// a certificate signed by a server.
@@ -82,7 +88,7 @@ API through the given servers (first alive). No gossip: the servers list is the 
 				wg.Go(func() {
 					for i := range jobs {
 						dir := filepath.Join(dataDir, names[i])
-						server := servers[i%len(servers)]
+						server := servers[(first+i)%len(servers)]
 						for attempt := 0; ; attempt++ {
 							kubeconfigs[i], errs[i] = joinOnce(ctx, filepath.Join(dir, "kubeconfig"), filepath.Join(dir, "gossip-seeds"), server, token, names[i])
 							if errs[i] == nil || attempt == 4 || ctx.Err() != nil {
@@ -111,7 +117,7 @@ API through the given servers (first alive). No gossip: the servers list is the 
 				}
 				// Each node prefers another server (the pool tries its list in order), so the
 				// nodes' load spreads over the servers as a real fleet's would.
-				rotated := append(append([]string(nil), servers[i%len(servers):]...), servers[:i%len(servers)]...)
+				rotated := append(append([]string(nil), servers[(first+i)%len(servers):]...), servers[:(first+i)%len(servers)]...)
 				rc = cluster.PreferProtobuf(cluster.NewServerPool(rotated).RestConfig(rc))
 				client, err := kubernetes.NewForConfig(rc)
 				if err != nil {
@@ -145,6 +151,7 @@ API through the given servers (first alive). No gossip: the servers list is the 
 	}
 	f := cmd.Flags()
 	f.IntVar(&count, "count", 100, "number of hollow nodes")
+	f.IntVar(&first, "first", 0, "index of the first node's name, so that several processes share out one fleet")
 	f.StringVar(&prefix, "prefix", "hollow-", "node name prefix; names are <prefix><index>")
 	f.StringSliceVar(&servers, "server", nil, "API URL of a server (repeatable); nodes join through them in turn")
 	f.StringVar(&tokenFile, "token-file", "", "file holding the agent token")

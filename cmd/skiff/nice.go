@@ -35,3 +35,28 @@ func reniceSelf(nice int) error {
 		}
 	}
 }
+
+// raiseFileLimit lifts this process's open-file limit to at least want, raising the hard
+// limit too when it may (root). Many hollow nodes in one process each hold a listener and
+// their API connections: 5,000 of them ran out of this machine's 20,000 descriptors, which
+// thousands of separate kubelets never share. It returns the limit in force.
+func raiseFileLimit(want uint64) (uint64, error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, err
+	}
+	if lim.Cur >= want {
+		return lim.Cur, nil
+	}
+	if lim.Max < want {
+		raised := syscall.Rlimit{Cur: want, Max: want}
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised); err == nil {
+			return want, nil
+		}
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, err
+	}
+	return lim.Cur, nil
+}
