@@ -254,6 +254,7 @@ func (r *APIReport) Markdown() string {
 	for _, c := range r.Comparisons() {
 		fmt.Fprintf(&md, "| %s |\n", strings.Join(c.cells(), " | "))
 	}
+	md.WriteString("\n\\* cut short (see the row's error below): the figures of what the run did; no ratio.\n")
 	if len(r.SLOs) > 0 {
 		md.WriteString("\n## Kubernetes API SLOs per step (p99: single object < 1 s, list < 30 s)\n\n")
 		md.WriteString("| system | step | single-object p99 ms (worst) | within | list p99 ms (worst) | within | every row ran |\n")
@@ -312,14 +313,18 @@ func num(p *float64, prec int) string {
 	return fmt.Sprintf("%.*f", prec, *p)
 }
 
-// cells are "skiff / upstream (ratio)" per figure; "err" for a row that failed.
+// cells are "skiff / upstream (ratio)" per figure; "err" for a row that failed, the figure
+// with "*" for a run cut short (a scheduling run past its timeout: the pods/s it reached,
+// the latencies of the pods that got there).
 func (c APIComparison) cells() []string {
 	pair := func(get func(*APIResult) *float64, rget func(*APIRatio) *float64, prec int) string {
 		side := func(row *APIResult) string {
 			switch {
 			case row == nil:
 				return "-"
-			case row.Error != "":
+			case row.Error != "" && get(row) != nil:
+				return num(get(row), prec) + "*" // cut short: the figure of what it did
+			case row.Error != "" && row.OpsPerSec == nil && row.P50 == nil:
 				return "err"
 			}
 			return num(get(row), prec)

@@ -149,6 +149,13 @@ func TestAPIRatiosPairRowsAcrossSystems(t *testing.T) {
 	if got := strings.Join(cmp[6].cells(), " | "); !strings.Contains(got, "err / 50.0") {
 		t.Errorf("failed row's cells: %s", got)
 	}
+	// A scheduling run cut short by its timeout keeps the figures of what it did, marked.
+	short := row(APIUpstream, "small", "schedule-bound", 1, "kwok nodes", 20, 25, 900, -1)
+	short.Error = "17929 of 30000 pods after 15m1s"
+	full := row(APISkiff, "small", "schedule-bound", 1, "kwok nodes", 60, 4000, 8000, -1)
+	if got := strings.Join((APIComparison{Step: "small", Workload: "schedule-bound", Skiff: &full, Upstream: &short}).cells(), " | "); got != "small | schedule-bound | 0 |  | 60 / 20* | 4000.0 / 25.0* | 8000.0 / 900.0* | 8000.0 / 900.0* | -" {
+		t.Errorf("cut-short row's cells: %s", got)
+	}
 
 	dir := t.TempDir()
 	rep.Command = "skiff bench api --peer k8s-reference"
