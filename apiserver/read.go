@@ -160,12 +160,14 @@ func (s *Server) listObjects(ctx context.Context, q *request, opts *metav1.ListO
 	}
 	var items []runtime.Object
 	page, err := s.listPage(ctx, q, opts, func(kv raftstore.KV) (bool, error) {
-		obj, err := s.objs.decode(kv)
-		if err != nil {
+		ok, obj, err := s.selects(q.rs, sel, kv)
+		if err != nil || !ok {
 			return false, err
 		}
-		if !s.matches(q.rs, sel, obj) {
-			return false, nil
+		if obj == nil {
+			if obj, err = s.objs.decode(kv); err != nil {
+				return false, err
+			}
 		}
 		items = append(items, obj)
 		return true, nil
@@ -187,11 +189,15 @@ func (s *Server) listObjects(ctx context.Context, q *request, opts *metav1.ListO
 	return list, nil
 }
 
-// listKVs reads what listObjects would list, undecoded and unfiltered (the caller decodes
-// and filters), with the revision it was read at.
-func (s *Server) listKVs(ctx context.Context, q *request, opts *metav1.ListOptions) ([]raftstore.KV, int64, error) {
+// listKVs reads what listObjects would list, undecoded (the caller decodes), with the
+// revision it was read at. Objects sel does not pick are left out when the selector cache
+// knows them; the caller still filters what it decodes.
+func (s *Server) listKVs(ctx context.Context, q *request, opts *metav1.ListOptions, sel *selector) ([]raftstore.KV, int64, error) {
 	var kvs []raftstore.KV
 	page, err := s.listPage(ctx, q, opts, func(kv raftstore.KV) (bool, error) {
+		if ok, _, err := s.selects(q.rs, sel, kv); err != nil || !ok {
+			return false, err
+		}
 		kvs = append(kvs, kv)
 		return true, nil
 	}, false)

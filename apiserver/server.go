@@ -25,6 +25,9 @@ type Server struct {
 	handler http.Handler
 
 	hubs *watchHubs // the per-node watch fan-out, running while Serve runs
+	// selCaches holds a *selectorCache per *Resource: what selectors see of each stored
+	// object, so that filtered lists decode only what they return.
+	selCaches sync.Map
 
 	kubeletOnce sync.Once
 	kubeletRT   http.RoundTripper // to node agents, built on first use

@@ -153,7 +153,7 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, q *request)
 			items, _ = meta.ExtractList(list)
 			lm, _ := meta.ListAccessor(list)
 			from, _ = strconv.ParseInt(lm.GetResourceVersion(), 10, 64)
-		} else if initialKVs, from, err = s.listKVs(ctx, &lq, &lo); err != nil {
+		} else if initialKVs, from, err = s.listKVs(ctx, &lq, &lo, sel); err != nil {
 			writeError(w, err, q.gr(), "")
 			return
 		}

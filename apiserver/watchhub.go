@@ -36,8 +36,13 @@ type hubEvent struct {
 // computed once for all the watchers of the event's resource.
 func (e *hubEvent) fieldSets(s *Server, rs *Resource) (cur, prev fields.Set) {
 	e.fieldsOnce.Do(func() {
+		c := s.selectorCacheOf(rs)
 		if e.cur != nil {
-			e.curFields = s.fieldSet(rs, e.cur)
+			v := s.viewOf(rs, e.rev, e.cur)
+			e.curFields = v.fields
+			c.put(e.key, v) // the next filtered list need not decode it
+		} else {
+			c.forget(e.key, e.rev)
 		}
 		if e.prev != nil {
 			e.prevFields = s.fieldSet(rs, e.prev)
