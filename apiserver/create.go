@@ -17,6 +17,9 @@ type writeOptions struct {
 	fieldManager    string
 	fieldValidation string // Strict, Warn, Ignore
 	applied         bool   // server-side apply already tracked managedFields
+	// readsOld says the update function only reads the current object (a patch): update
+	// then hands it the object it read instead of a deep copy.
+	readsOld bool
 }
 
 func parseWriteOptions(r *http.Request) (writeOptions, error) {

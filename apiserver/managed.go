@@ -38,7 +38,11 @@ func (s *Server) fieldManager(rs *Resource, sub string) (*managedfields.FieldMan
 			reset = map[fieldpath.APIVersion]*fieldpath.Set{gv: fieldpath.NewSet(fieldpath.MakePathOrDie("status"))}
 		}
 	}
-	f, err := managedfields.NewDefaultFieldManager(fm.tc, s.codecs.scheme, s.codecs.scheme, s.codecs.scheme, rs.gvk(), rs.GVR.GroupVersion(), sub, resetFilters(reset))
+	// The object convertor is the scheme's unsafe one, as kube-apiserver passes its
+	// UnsafeConvertor: a typed object already at the resource's version is used as it is
+	// (its kind set) instead of deep-copied, twice per write (the live and the new object),
+	// only to be read.
+	f, err := managedfields.NewDefaultFieldManager(fm.tc, runtime.UnsafeObjectConvertor(s.codecs.scheme), s.codecs.scheme, s.codecs.scheme, rs.gvk(), rs.GVR.GroupVersion(), sub, resetFilters(reset))
 	if err != nil {
 		return nil, err
 	}

@@ -53,11 +53,12 @@ func (a *authorizer) nodeAllowed(ctx context.Context, node string, ri *requestIn
 			return false, "nodes may not delete collections of pods"
 		}
 		rs := a.s.reg.lookup("", "v1", "pods")
-		obj, _, err := a.s.objs.get(ctx, rs, ri.Namespace, ri.Name, true)
+		obj, rev, err := a.s.objs.get(ctx, rs, ri.Namespace, ri.Name, true)
 		if err != nil {
 			return false, "pod not found"
 		}
 		if obj.(*corev1.Pod).Spec.NodeName == node {
+			ri.read = &replicaRead{rs: rs, obj: obj, rev: rev}
 			return true, ""
 		}
 		return false, "node " + node + " can only modify pods bound to it"

@@ -29,10 +29,16 @@ func fieldOf(obj runtime.Object, name string) reflect.Value {
 // copyField sets dst's field to a deep copy of src's.
 func copyField(dst, src runtime.Object, name string) {
 	d, s := fieldOf(dst, name), fieldOf(src, name)
-	if d.IsValid() && s.IsValid() && d.CanSet() {
-		// Copying through the parent's DeepCopyObject keeps the two objects independent.
-		d.Set(fieldOf(src.DeepCopyObject(), name))
+	if !d.IsValid() || !s.IsValid() || !d.CanSet() {
+		return
 	}
+	// The field's own generated DeepCopy keeps the two objects independent without
+	// copying the rest of src (a pod's whole status and managedFields for its spec).
+	if m := s.Addr().MethodByName("DeepCopy"); m.IsValid() && m.Type().NumIn() == 0 && m.Type().NumOut() == 1 && m.Type().Out(0) == s.Addr().Type() {
+		d.Set(m.Call(nil)[0].Elem())
+		return
+	}
+	d.Set(fieldOf(src.DeepCopyObject(), name))
 }
 
 func resetField(obj runtime.Object, name string) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // requestInfo is what a request asks for, parsed from its path, method and query as
@@ -18,6 +20,18 @@ type requestInfo struct {
 	Resource    string
 	Subresource string
 	Name        string
+
+	// read is the object the Node authorizer read from this server's replica to decide
+	// the request (a node's pod status write), kept for the write's first, optimistic
+	// attempt, which would read the same replica again.
+	read *replicaRead
+}
+
+// replicaRead is one object read from this server's replica, at its modify revision.
+type replicaRead struct {
+	rs  *Resource
+	obj runtime.Object
+	rev int64
 }
 
 type ctxKey int

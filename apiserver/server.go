@@ -22,7 +22,9 @@ type Server struct {
 	authz   *authorizer
 	openapi *openAPI
 	fms     fieldManagers
-	handler http.Handler
+	// patchMetas holds each resource's strategic merge patch schema (*Resource -> LookupPatchMeta).
+	patchMetas sync.Map
+	handler    http.Handler
 
 	hubs *watchHubs // the per-node watch fan-out, running while Serve runs
 	// selCaches holds a *selectorCache per *Resource: what selectors see of each stored

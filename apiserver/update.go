@@ -78,7 +78,8 @@ func errConflict(q *request) error {
 	return toStatusErr(raftstore.ErrConflict, q)
 }
 
-// updateFunc builds the new object from the current one (a copy the function may keep).
+// updateFunc builds the new object from the current one (a copy the function may keep,
+// unless writeOptions.readsOld says it only reads it).
 type updateFunc func(old runtime.Object, rev int64) (runtime.Object, error)
 
 // update is a guaranteed update: read, apply fn, admit, compare-and-swap on the revision
@@ -94,14 +95,27 @@ type updateFunc func(old runtime.Object, rev int64) (runtime.Object, error)
 func (s *Server) update(ctx context.Context, q *request, wo writeOptions, fn updateFunc) (runtime.Object, bool, error) {
 	for attempt := 0; ; attempt++ {
 		optimistic := attempt == 0 && !wo.dryRun && q.rs.Claims == nil
-		old, rev, err := s.objs.get(ctx, q.rs, q.ns, q.ri.Name, optimistic)
+		var old runtime.Object
+		var rev int64
+		var err error
+		if p := q.ri.read; optimistic && p != nil && p.rs == q.rs && p.obj != nil {
+			// The authorizer's read of this replica, a moment ago: the same read this
+			// attempt would make (the compare-and-swap decides either way).
+			old, rev = p.obj, p.rev
+		} else {
+			old, rev, err = s.objs.get(ctx, q.rs, q.ns, q.ri.Name, optimistic)
+		}
 		if optimistic && err != nil && ctx.Err() == nil {
 			continue
 		}
 		if err != nil {
 			return nil, false, toStatusErr(err, q)
 		}
-		obj, err := fn(old.DeepCopyObject(), rev)
+		cur := old
+		if !wo.readsOld {
+			cur = old.DeepCopyObject()
+		}
+		obj, err := fn(cur, rev)
 		if optimistic && err != nil {
 			continue
 		}
