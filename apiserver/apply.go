@@ -41,7 +41,7 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request, q *request,
 		writeError(w, apierrors.NewBadRequest("the name of the applied object does not match the name on the URL"), q.gr(), q.ri.Name)
 		return
 	}
-	fm, err := s.fieldManager(q.rs, q.ri.Subresource)
+	fm, err := s.fieldManager(q.rs, q.ri.Subresource, false)
 	if err != nil {
 		writeError(w, err, q.gr(), q.ri.Name)
 		return

@@ -1,13 +1,17 @@
 package apiserver
 
 import (
+	"bytes"
 	"strings"
 	"sync"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/managedfields"
 	"k8s.io/client-go/applyconfigurations"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
+	"sigs.k8s.io/structured-merge-diff/v6/typed"
 )
 
 // fieldManagers tracks managedFields and serves server-side apply with apimachinery's
@@ -20,12 +24,20 @@ type fieldManagers struct {
 	byRS map[string]*managedfields.FieldManager
 }
 
-func (s *Server) fieldManager(rs *Resource, sub string) (*managedfields.FieldManager, error) {
+// fieldManager is the field manager of a resource (sub: its subresource). forUpdate
+// gives one for Update operations only (manageFields), whose type conversions leave the
+// live object's managedFields out when that cannot change the result (trackingTypeConverter).
+func (s *Server) fieldManager(rs *Resource, sub string, forUpdate bool) (*managedfields.FieldManager, error) {
 	fm := &s.fms
 	fm.once.Do(func() { fm.tc = applyconfigurations.NewTypeConverter(s.codecs.scheme) })
 	fm.mu.Lock()
 	defer fm.mu.Unlock()
 	key := rs.GVR.String() + "/" + sub
+	tc := fm.tc
+	if forUpdate {
+		key += "/update"
+		tc = trackingTypeConverter{fm.tc}
+	}
 	if f, ok := fm.byRS[key]; ok {
 		return f, nil
 	}
@@ -42,7 +54,7 @@ func (s *Server) fieldManager(rs *Resource, sub string) (*managedfields.FieldMan
 	// UnsafeConvertor: a typed object already at the resource's version is used as it is
 	// (its kind set) instead of deep-copied, twice per write (the live and the new object),
 	// only to be read.
-	f, err := managedfields.NewDefaultFieldManager(fm.tc, runtime.UnsafeObjectConvertor(s.codecs.scheme), s.codecs.scheme, s.codecs.scheme, rs.gvk(), rs.GVR.GroupVersion(), sub, resetFilters(reset))
+	f, err := managedfields.NewDefaultFieldManager(tc, runtime.UnsafeObjectConvertor(s.codecs.scheme), s.codecs.scheme, s.codecs.scheme, rs.gvk(), rs.GVR.GroupVersion(), sub, resetFilters(reset))
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +79,7 @@ func resetFilters(sets map[fieldpath.APIVersion]*fieldpath.Set) map[fieldpath.AP
 // manageFields records the writer in managedFields (operation Update); a failure to track
 // never fails the write, as in kube-apiserver.
 func (s *Server) manageFields(q *request, live, obj runtime.Object, manager string) runtime.Object {
-	f, err := s.fieldManager(q.rs, q.ri.Subresource)
+	f, err := s.fieldManager(q.rs, q.ri.Subresource, true)
 	if err != nil {
 		return obj
 	}
@@ -75,6 +87,42 @@ func (s *Server) manageFields(q *request, live, obj runtime.Object, manager stri
 		live = q.rs.newObject(s.codecs)
 	}
 	return f.UpdateNoErrors(live, obj, manager)
+}
+
+// trackingTypeConverter converts objects to typed values for the field manager's Update,
+// without the object's own managedFields when no manager's field set mentions
+// metadata.managedFields.
+//
+// The field manager (as in kube-apiserver) takes the managers' sets from the live object,
+// removes managedFields from the new object, and diffs the two objects' typed values: the
+// live managedFields, parsed from their FieldsV1 JSON, were a large part of every write's
+// conversion and diff (most of a pod status patch's garbage), and all they contribute is
+// "removed" paths under metadata.managedFields, which are taken out of every manager's
+// set. A set that holds none of those paths (always, unless a client wrote such an entry
+// itself) comes out the same without them. Apply keeps the plain converter.
+type trackingTypeConverter struct{ managedfields.TypeConverter }
+
+func (c trackingTypeConverter) ObjectToTyped(obj runtime.Object, opts ...typed.ValidationOptions) (*typed.TypedValue, error) {
+	if m, err := meta.Accessor(obj); err == nil && len(m.GetManagedFields()) > 0 && !setsMentionManagedFields(m.GetManagedFields()) {
+		obj = withoutManagedFields(obj)
+	}
+	return c.TypeConverter.ObjectToTyped(obj, opts...)
+}
+
+var managedFieldsKey = []byte(`"f:managedFields"`)
+
+// setsMentionManagedFields tells whether any entry's field set could hold a path under
+// metadata.managedFields (its FieldsV1 names the field), or is not FieldsV1 at all.
+func setsMentionManagedFields(entries []metav1.ManagedFieldsEntry) bool {
+	for _, e := range entries {
+		if e.FieldsV1 == nil {
+			continue
+		}
+		if e.FieldsType != "FieldsV1" || bytes.Contains(e.FieldsV1.Raw, managedFieldsKey) {
+			return true
+		}
+	}
+	return false
 }
 
 // managerFromUserAgent is kube-apiserver's default field manager: the user agent up to

@@ -212,8 +212,12 @@ func leavesManagedFields(pm map[string]any) bool {
 }
 
 // withoutManagedFields is a shallow copy of obj (a pointer to a struct embedding
-// ObjectMeta) without managedFields; obj itself is not changed.
+// ObjectMeta) without managedFields; obj itself is not changed. An unstructured object
+// (whose copy would share its map) is returned as it is.
 func withoutManagedFields(obj runtime.Object) runtime.Object {
+	if _, ok := obj.(runtime.Unstructured); ok {
+		return obj
+	}
 	v := reflect.ValueOf(obj)
 	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
 		return obj

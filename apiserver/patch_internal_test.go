@@ -92,3 +92,89 @@ func TestStrategicMergePatchMatchesJSONPath(t *testing.T) {
 		}
 	}
 }
+
+// TestTrackingTypeConverterRecordsTheSameFields: the field manager that leaves the live
+// object's managedFields out of its diff records the same managedFields as the one that
+// converts whole objects, for status and main-resource updates, a manager taking a field
+// over, a field removed, and an entry that names metadata.managedFields itself.
+func TestTrackingTypeConverterRecordsTheSameFields(t *testing.T) {
+	c, err := newCodecs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := newRegistry(c, builtinResources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{codecs: c, reg: reg}
+	rs := reg.lookup("", "v1", "pods")
+	now := metav1.NewTime(time.Unix(1700000000, 0))
+	entry := func(manager, sub, fields string) metav1.ManagedFieldsEntry {
+		return metav1.ManagedFieldsEntry{Manager: manager, Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "v1", Time: &now,
+			Subresource: sub, FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(fields)}}
+	}
+	creator := entry("bench", "", `{"f:metadata":{"f:labels":{".":{},"f:app":{},"f:tier":{}}},"f:spec":{"f:containers":{"k:{\"name\":\"c\"}":{".":{},"f:image":{},"f:name":{}}}}}`)
+	kubelet := entry("kubelet", "status", `{"f:status":{"f:phase":{},"f:podIP":{}}}`)
+	weird := entry("weird", "", `{"f:metadata":{"f:managedFields":{}},"f:spec":{"f:nodeName":{}}}`)
+	pod := func(mf ...metav1.ManagedFieldsEntry) *corev1.Pod {
+		return &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+			ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "default", UID: "u-1", CreationTimestamp: now,
+				Labels: map[string]string{"app": "a", "tier": "t"}, ManagedFields: mf},
+			Spec: corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{{Name: "c", Image: "pause"}}},
+			Status: corev1.PodStatus{Phase: corev1.PodPending, PodIP: "10.0.0.1",
+				Conditions: []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now}}}}
+	}
+	type change struct {
+		name, sub, manager string
+		live               *corev1.Pod
+		edit               func(p *corev1.Pod)
+	}
+	running := func(p *corev1.Pod) {
+		p.Status.Phase = corev1.PodRunning
+		p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now})
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "c", Image: "pause", Ready: true}}
+	}
+	for _, ch := range []change{
+		{"first status write", "status", "kubelet", pod(creator), running},
+		{"status write again", "status", "kubelet", pod(creator, kubelet), func(p *corev1.Pod) { p.Status.PodIP = "10.0.0.2" }},
+		{"another manager takes the phase", "status", "other", pod(creator, kubelet), running},
+		{"labels", "", "kubectl", pod(creator, kubelet), func(p *corev1.Pod) { p.Labels["new"] = "x"; p.Labels["app"] = "b" }},
+		{"a label removed", "", "kubectl", pod(creator, kubelet), func(p *corev1.Pod) { delete(p.Labels, "tier") }},
+		{"an entry naming managedFields", "", "kubectl", pod(creator, weird), func(p *corev1.Pod) { p.Labels["new"] = "x" }},
+		{"an entry naming managedFields, status", "status", "kubelet", pod(creator, weird), running},
+	} {
+		var got [2][]metav1.ManagedFieldsEntry
+		for i, tracking := range []bool{false, true} {
+			fm, err := s.fieldManager(rs, ch.sub, tracking)
+			if err != nil {
+				t.Fatal(err)
+			}
+			live := ch.live.DeepCopy()
+			obj := live.DeepCopy()
+			ch.edit(obj)
+			out, err := fm.Update(live, obj, ch.manager)
+			if err != nil {
+				t.Fatalf("%s: %v", ch.name, err)
+			}
+			if !apiequality.Semantic.DeepEqual(live, ch.live) {
+				t.Errorf("%s: the live object changed", ch.name)
+			}
+			mf := out.(*corev1.Pod).ManagedFields
+			for j := range mf {
+				mf[j].Time = nil // the time of this write
+			}
+			got[i] = mf
+		}
+		if !apiequality.Semantic.DeepEqual(got[0], got[1]) {
+			t.Errorf("%s: whole objects\n%s\nwithout the live managedFields\n%s", ch.name, fieldsOf(got[0]), fieldsOf(got[1]))
+		}
+	}
+}
+
+func fieldsOf(mf []metav1.ManagedFieldsEntry) string {
+	var b strings.Builder
+	for _, e := range mf {
+		b.WriteString(e.Manager + " " + e.Subresource + " " + string(e.FieldsV1.Raw) + "\n")
+	}
+	return b.String()
+}
