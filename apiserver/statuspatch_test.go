@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
@@ -101,5 +102,37 @@ func TestNodeStatusPatch(t *testing.T) {
 	}
 	if again.ResourceVersion != got.ResourceVersion {
 		t.Errorf("the same patch again wrote the pod: resourceVersion %s -> %s", got.ResourceVersion, again.ResourceVersion)
+	}
+}
+
+// TestPodSpecIsImmutable: a pod's spec takes a new image, but any other change is refused
+// (422), as kube-apiserver refuses it; a status write with the spec as stored passes.
+func TestPodSpecIsImmutable(t *testing.T) {
+	c := apitest.Start(t, 1, apitest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pods := c.Client(0).CoreV1().Pods("default")
+	p, err := pods.Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"},
+		Spec: corev1.PodSpec{NodeSelector: map[string]string{"a": "1", "b": "2"}, Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Spec.Containers[0].Image = "busybox:1.37"
+	if p, err = pods.Update(ctx, p, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("new image: %v", err)
+	}
+	p.Status.Phase = corev1.PodRunning
+	if p, err = pods.UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	changed := p.DeepCopy()
+	changed.Spec.NodeSelector["b"] = "3"
+	if _, err := pods.Update(ctx, changed, metav1.UpdateOptions{}); !apierrors.IsInvalid(err) {
+		t.Errorf("changed nodeSelector: %v, want 422", err)
+	}
+	changed = p.DeepCopy()
+	changed.Spec.Containers[0].Args = []string{"x"}
+	if _, err := pods.Update(ctx, changed, metav1.UpdateOptions{}); !apierrors.IsInvalid(err) {
+		t.Errorf("changed args: %v, want 422", err)
 	}
 }
