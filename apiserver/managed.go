@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"bytes"
+	"reflect"
 	"strings"
 	"sync"
 
@@ -85,8 +86,53 @@ func (s *Server) manageFields(q *request, live, obj runtime.Object, manager stri
 	}
 	if live == nil {
 		live = q.rs.newObject(s.codecs)
+		return f.UpdateNoErrors(live, obj, manager)
 	}
-	return f.UpdateNoErrors(live, obj, manager)
+	// The half of the object the write cannot change (the spec of a status write, the
+	// status of a main-resource write, as prepareUpdate left them) is left out of the
+	// field manager's conversions and diff when it is identical in both, and put back: it
+	// adds no difference, and the field manager's reset filter (resetFilters) drops that
+	// half from what it records anyway.
+	same := ""
+	if q.rs.Status {
+		switch q.ri.Subresource {
+		case "status":
+			same = "Spec"
+		case "":
+			same = "Status"
+		}
+	}
+	lf, nf := fieldOf(live, same), fieldOf(obj, same)
+	if same == "" || !lf.IsValid() || !nf.IsValid() || !reflect.DeepEqual(lf.Interface(), nf.Interface()) {
+		return f.UpdateNoErrors(live, obj, manager)
+	}
+	lc, nc := withoutField(live, same), withoutField(obj, same)
+	if lc == nil || nc == nil {
+		return f.UpdateNoErrors(live, obj, manager)
+	}
+	out := f.UpdateNoErrors(lc, nc, manager)
+	if of := fieldOf(out, same); of.IsValid() && of.CanSet() {
+		of.Set(nf)
+	}
+	return out
+}
+
+// withoutField is a shallow copy of obj with the named field zero (nil if obj is not a
+// pointer to a struct with that field).
+func withoutField(obj runtime.Object, name string) runtime.Object {
+	v := reflect.ValueOf(obj)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return nil
+	}
+	cp := reflect.New(v.Elem().Type())
+	cp.Elem().Set(v.Elem())
+	f := cp.Elem().FieldByName(name)
+	if !f.IsValid() || !f.CanSet() {
+		return nil
+	}
+	f.Set(reflect.Zero(f.Type()))
+	out, _ := cp.Interface().(runtime.Object)
+	return out
 }
 
 // trackingTypeConverter converts objects to typed values for the field manager's Update,

@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -93,10 +94,12 @@ func TestStrategicMergePatchMatchesJSONPath(t *testing.T) {
 	}
 }
 
-// TestTrackingTypeConverterRecordsTheSameFields: the field manager that leaves the live
-// object's managedFields out of its diff records the same managedFields as the one that
-// converts whole objects, for status and main-resource updates, a manager taking a field
-// over, a field removed, and an entry that names metadata.managedFields itself.
+// TestTrackingTypeConverterRecordsTheSameFields: manageFields, which leaves the live
+// object's managedFields and the half of the object a write did not change out of the
+// field manager's diff, records the same managedFields as the field manager given whole
+// objects, and writes the object sent: for status and main-resource updates, a manager
+// taking a field over, a field removed, an entry that names metadata.managedFields
+// itself, and writes that change the other half.
 func TestTrackingTypeConverterRecordsTheSameFields(t *testing.T) {
 	c, err := newCodecs()
 	if err != nil {
@@ -142,31 +145,43 @@ func TestTrackingTypeConverterRecordsTheSameFields(t *testing.T) {
 		{"a label removed", "", "kubectl", pod(creator, kubelet), func(p *corev1.Pod) { delete(p.Labels, "tier") }},
 		{"an entry naming managedFields", "", "kubectl", pod(creator, weird), func(p *corev1.Pod) { p.Labels["new"] = "x" }},
 		{"an entry naming managedFields, status", "status", "kubelet", pod(creator, weird), running},
+		{"a status write that changes the spec", "status", "kubelet", pod(creator, kubelet), func(p *corev1.Pod) { running(p); p.Spec.Containers[0].Image = "x" }},
+		{"a main write that changes the status", "", "kubectl", pod(creator, kubelet), func(p *corev1.Pod) { running(p); p.Labels["new"] = "x" }},
+		{"a status write with an empty list for null", "status", "kubelet", pod(creator, kubelet), func(p *corev1.Pod) { running(p); p.Spec.Volumes = []corev1.Volume{} }},
 	} {
-		var got [2][]metav1.ManagedFieldsEntry
+		var got [2]*corev1.Pod
 		for i, tracking := range []bool{false, true} {
-			fm, err := s.fieldManager(rs, ch.sub, tracking)
-			if err != nil {
-				t.Fatal(err)
-			}
 			live := ch.live.DeepCopy()
 			obj := live.DeepCopy()
 			ch.edit(obj)
-			out, err := fm.Update(live, obj, ch.manager)
-			if err != nil {
-				t.Fatalf("%s: %v", ch.name, err)
+			want := obj.DeepCopy()
+			var out runtime.Object
+			if tracking {
+				// skiff's path: the tracking converter, and the unchanged half left out.
+				out = s.manageFields(&request{rs: rs, ri: &requestInfo{Subresource: ch.sub}}, live, obj, ch.manager)
+			} else {
+				fm, err := s.fieldManager(rs, ch.sub, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if out, err = fm.Update(live, obj, ch.manager); err != nil {
+					t.Fatalf("%s: %v", ch.name, err)
+				}
 			}
 			if !apiequality.Semantic.DeepEqual(live, ch.live) {
 				t.Errorf("%s: the live object changed", ch.name)
 			}
-			mf := out.(*corev1.Pod).ManagedFields
-			for j := range mf {
-				mf[j].Time = nil // the time of this write
+			got[i] = out.(*corev1.Pod)
+			for j := range got[i].ManagedFields {
+				got[i].ManagedFields[j].Time = nil // the time of this write
 			}
-			got[i] = mf
+			want.ManagedFields = got[i].ManagedFields
+			if !apiequality.Semantic.DeepEqual(got[i], want) {
+				t.Errorf("%s: the written object differs from the one sent (but for managedFields)", ch.name)
+			}
 		}
-		if !apiequality.Semantic.DeepEqual(got[0], got[1]) {
-			t.Errorf("%s: whole objects\n%s\nwithout the live managedFields\n%s", ch.name, fieldsOf(got[0]), fieldsOf(got[1]))
+		if !apiequality.Semantic.DeepEqual(got[0].ManagedFields, got[1].ManagedFields) {
+			t.Errorf("%s: whole objects\n%s\nskiff's path\n%s", ch.name, fieldsOf(got[0].ManagedFields), fieldsOf(got[1].ManagedFields))
 		}
 	}
 }
