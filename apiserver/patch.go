@@ -158,6 +158,19 @@ func (s *Server) strategicPatchObject(q *request, patch []byte, old runtime.Obje
 		// are, so they are left out of the map and copied over.
 		src = withoutManagedFields(old)
 	}
+	// Likewise the top-level parts the patch does not name (a status patch's spec): with
+	// no directive at the top, the patch leaves them as they are.
+	untouched := untouchedParts(src, pm)
+	if len(untouched) > 0 {
+		if src == old {
+			src = shallowCopy(old)
+		}
+		v := reflect.ValueOf(src).Elem()
+		for _, name := range untouched {
+			f := v.FieldByName(name)
+			f.Set(reflect.Zero(f.Type()))
+		}
+	}
 	cm, err := runtime.DefaultUnstructuredConverter.ToUnstructured(src)
 	if err != nil {
 		return nil, false
@@ -173,6 +186,9 @@ func (s *Server) strategicPatchObject(q *request, patch []byte, old runtime.Obje
 	obj := q.rs.newObject(s.codecs)
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(out, obj); err != nil {
 		return nil, false
+	}
+	for _, name := range untouched {
+		copyField(obj, old, name)
 	}
 	if managed {
 		om, _ := meta.Accessor(old)
@@ -209,6 +225,51 @@ func leavesManagedFields(pm map[string]any) bool {
 		}
 	}
 	return true
+}
+
+// untouchedParts names the struct fields of obj (a pointer to a struct) that a strategic
+// merge patch leaves as they are and that can be deep-copied alone: top-level parts (by
+// their JSON names) the patch does not name, of struct types with a generated DeepCopy,
+// when the patch has no directive at the top ($patch, $retainKeys, $setElementOrder).
+func untouchedParts(obj runtime.Object, pm map[string]any) []string {
+	for k := range pm {
+		if strings.HasPrefix(k, "$") {
+			return nil
+		}
+	}
+	v := reflect.ValueOf(obj)
+	if _, ok := obj.(runtime.Unstructured); ok || v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return nil
+	}
+	var out []string
+	t := v.Elem().Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Anonymous || !f.IsExported() || f.Type.Kind() != reflect.Struct {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		if _, named := pm[name]; named {
+			continue
+		}
+		if m, ok := reflect.PointerTo(f.Type).MethodByName("DeepCopy"); !ok || m.Type.NumOut() != 1 || m.Type.Out(0) != reflect.PointerTo(f.Type) {
+			continue
+		}
+		out = append(out, f.Name)
+	}
+	return out
+}
+
+// shallowCopy is a new struct holding obj's fields (obj: a pointer to a struct).
+func shallowCopy(obj runtime.Object) runtime.Object {
+	v := reflect.ValueOf(obj)
+	cp := reflect.New(v.Elem().Type())
+	cp.Elem().Set(v.Elem())
+	out, _ := cp.Interface().(runtime.Object)
+	return out
 }
 
 // withoutManagedFields is a shallow copy of obj (a pointer to a struct embedding
