@@ -280,3 +280,54 @@ func TestQuietPrefixKeepsItsWindow(t *testing.T) {
 		t.Fatal("the quiet watcher got nothing")
 	}
 }
+
+// TestWatcherGetsAWholeTransactionWhileHistoryChurns: a transaction writing more keys than
+// a watcher's batch is delivered whole to a watcher that reads slowly while other classes'
+// writes trim that transaction from the history: the watcher never resumes past the
+// trimmed part of a revision it had only partly sent.
+func TestWatcherGetsAWholeTransactionWhileHistoryChurns(t *testing.T) {
+	f := newFSM(limits{maxKey: 3 << 10, maxValue: DefaultMaxValueSize}, historyBounds{events: 1000, age: time.Hour}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	w, err := f.watch(ctx, ctx, &wg, "/registry/pods/", 0, watchConfig{buffer: 1, maxLag: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	const keys = 300
+	ops := make([]Op, keys)
+	for i := range ops {
+		ops[i] = Op{Kind: OpPut, Key: fmt.Sprintf("/registry/pods/p%03d", i), Value: []byte("v")}
+	}
+	if r := applyOps(t, f, 1, ops...); r.err != nil {
+		t.Fatal(r.err)
+	}
+	txnRev := f.rev
+	first := <-w.Events() // the watcher has its first batch in hand
+	for i := range 3000 {  // trims the transaction out of the history
+		if r := applyOps(t, f, uint64(2+i), Op{Kind: OpPut, Key: "/registry/leases/l", Value: []byte(fmt.Sprint(i))}); r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	got := map[string]bool{first.KV.Key: true}
+	for len(got) < keys {
+		select {
+		case ev, ok := <-w.Events():
+			if !ok {
+				if errors.As(w.Err(), new(*CompactedError)) {
+					return // told it was cut off: acceptable, nothing silently lost
+				}
+				t.Fatalf("watch ended after %d of %d keys: %v", len(got), keys, w.Err())
+			}
+			if ev.Revision != txnRev || got[ev.KV.Key] {
+				t.Fatalf("event %s at %d after %d keys, want the rest of revision %d once each", ev.KV.Key, ev.Revision, len(got), txnRev)
+			}
+			got[ev.KV.Key] = true
+		case <-ctx.Done():
+			t.Fatalf("%d of %d keys of the transaction delivered, then nothing", len(got), keys)
+		}
+	}
+}

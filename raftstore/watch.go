@@ -96,8 +96,16 @@ func (f *fsm) runWatcher(ctx, storeCtx context.Context, out chan<- Event, prefix
 			return err
 		}
 		head := f.hist.head()
-		for cursor < head && len(batch) < cap(batch) {
+		// A batch ends between revisions, never inside one (a transaction may write more
+		// keys than a batch holds), so that once it is sent, last's revision is whole: the
+		// jump past trimmed events above relies on it.
+		var scanned int64
+		for cursor < head {
 			ev := f.hist.at(cursor)
+			if len(batch) >= cap(batch) && ev.Revision != scanned {
+				break
+			}
+			scanned = ev.Revision
 			cursor++
 			if ev.Revision > from && strings.HasPrefix(ev.KV.Key, prefix) {
 				batch = append(batch, *ev)

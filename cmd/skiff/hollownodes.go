@@ -48,6 +48,9 @@ API through the given servers (first alive). No gossip: the servers list is the 
 			if count < 1 || len(servers) == 0 || tokenFile == "" {
 				return fmt.Errorf("hollow-nodes: give --count, --server and --token-file")
 			}
+			if first < 0 {
+				return fmt.Errorf("hollow-nodes: --first must not be negative")
+			}
 			var token string
 			if err := readToken(&token, tokenFile); err != nil {
 				return err
