@@ -307,7 +307,7 @@ func TestWatcherGetsAWholeTransactionWhileHistoryChurns(t *testing.T) {
 	}
 	txnRev := f.rev
 	first := <-w.Events() // the watcher has its first batch in hand
-	for i := range 3000 {  // trims the transaction out of the history
+	for i := range 3000 { // trims the transaction out of the history
 		if r := applyOps(t, f, uint64(2+i), Op{Kind: OpPut, Key: "/registry/leases/l", Value: []byte(fmt.Sprint(i))}); r.err != nil {
 			t.Fatal(r.err)
 		}
