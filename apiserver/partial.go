@@ -111,7 +111,7 @@ func (s *Server) listPartial(ctx context.Context, q *request, opts *metav1.ListO
 		p.SetGroupVersionKind(gv.WithKind(kindPartial))
 		list.Items = append(list.Items, *p)
 		return true, nil
-	}, sel.labels.Empty() && sel.fields.Empty())
+	}, sel.labels.Empty() && sel.fields.Empty(), s.skipUnselected(q.rs, sel))
 	if err != nil {
 		return nil, err
 	}

@@ -179,7 +179,7 @@ func (s *Server) serveRawList(w http.ResponseWriter, r *http.Request, q *request
 	page, err := s.listPage(r.Context(), q, opts, func(kv raftstore.KV) (bool, error) {
 		items = append(items, rawItem{value: kv.Value, modRevision: kv.ModRevision})
 		return true, nil
-	}, true)
+	}, true, nil)
 	if err != nil {
 		writeError(w, err, q.gr(), "")
 		return

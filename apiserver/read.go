@@ -171,7 +171,7 @@ func (s *Server) listObjects(ctx context.Context, q *request, opts *metav1.ListO
 		}
 		items = append(items, obj)
 		return true, nil
-	}, sel.labels.Empty() && sel.fields.Empty())
+	}, sel.labels.Empty() && sel.fields.Empty(), s.skipUnselected(q.rs, sel))
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +200,7 @@ func (s *Server) listKVs(ctx context.Context, q *request, opts *metav1.ListOptio
 		}
 		kvs = append(kvs, kv)
 		return true, nil
-	}, false)
+	}, false, s.skipUnselected(q.rs, sel))
 	return kvs, page.rev, err
 }
 
@@ -213,9 +213,9 @@ type listPageInfo struct {
 
 // listPage reads one page from the store at the revision the options ask for, handing each
 // key to take (which says whether it counted toward the page).
-func (s *Server) listPage(ctx context.Context, q *request, opts *metav1.ListOptions, take func(raftstore.KV) (bool, error), unfiltered bool) (listPageInfo, error) {
+func (s *Server) listPage(ctx context.Context, q *request, opts *metav1.ListOptions, take func(raftstore.KV) (bool, error), unfiltered bool, skip func(string, int64) bool) (listPageInfo, error) {
 	var page listPageInfo
-	lo := raftstore.ListOptions{Limit: int(opts.Limit), Continue: opts.Continue}
+	lo := raftstore.ListOptions{Limit: int(opts.Limit), Continue: opts.Continue, Skip: skip}
 	if opts.Limit < 0 {
 		return page, apierrors.NewBadRequest("limit must not be negative")
 	}
@@ -267,6 +267,6 @@ func (s *Server) listPage(ctx context.Context, q *request, opts *metav1.ListOpti
 		if page.cont == "" || opts.Limit == 0 || taken >= opts.Limit {
 			return page, nil
 		}
-		lo = raftstore.ListOptions{Limit: int(opts.Limit - taken), Continue: page.cont}
+		lo = raftstore.ListOptions{Limit: int(opts.Limit - taken), Continue: page.cont, Skip: skip}
 	}
 }

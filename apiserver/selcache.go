@@ -95,3 +95,19 @@ func (s *Server) selects(rs *Resource, sel *selector, kv raftstore.KV) (ok bool,
 	}
 	return sel.labels.Matches(v.labels) && sel.fields.Matches(v.fields), obj, nil
 }
+
+// skipUnselected is a store list's Skip for sel: it leaves out the keys whose cached view
+// at their revision sel does not pick, so that a filtered list of a large resource holds
+// only what may match (at 5,000 nodes, concurrent agents' lists of all pods held 2.7 GB
+// of copied keys on one server). Unknown keys are kept, to be decoded and checked outside
+// the store's lock. Nil when sel picks everything.
+func (s *Server) skipUnselected(rs *Resource, sel *selector) func(string, int64) bool {
+	if sel == nil || (sel.labels.Empty() && sel.fields.Empty()) {
+		return nil
+	}
+	c := s.selectorCacheOf(rs)
+	return func(key string, rev int64) bool {
+		v, hit := c.get(key, rev)
+		return hit && !(sel.labels.Matches(v.labels) && sel.fields.Matches(v.fields))
+	}
+}

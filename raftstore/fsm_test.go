@@ -124,7 +124,7 @@ func TestListAtPastRevisionUndoesLaterChanges(t *testing.T) {
 	applyOps(t, f, 3, Op{Kind: OpPut, Key: "/x/a", Value: []byte("a2")})
 	applyOps(t, f, 4, Op{Kind: OpDelete, Key: "/x/b"})
 	applyOps(t, f, 5, Op{Kind: OpPut, Key: "/x/c", Value: []byte("c1")})
-	res, err := f.list("/x/", "", at, 0)
+	res, err := f.list("/x/", "", at, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,10 +197,10 @@ func TestHistoryBytesBound(t *testing.T) {
 	if f.hist.bytes > 10<<10 || f.hist.len() < 9 {
 		t.Fatalf("history of %d events, %d bytes; want at least 9 within 10 KiB", f.hist.len(), f.hist.bytes)
 	}
-	if _, err := f.list("/", "", 30, 0); !errors.As(err, new(*CompactedError)) {
+	if _, err := f.list("/", "", 30, 0, nil); !errors.As(err, new(*CompactedError)) {
 		t.Fatalf("list at a trimmed revision: %v, want a CompactedError", err)
 	}
-	if _, err := f.list("/", "", 45, 0); err != nil {
+	if _, err := f.list("/", "", 45, 0, nil); err != nil {
 		t.Fatalf("list at a kept revision: %v", err)
 	}
 	// A deleted value stays counted until its event goes.
@@ -242,14 +242,14 @@ func TestQuietPrefixKeepsItsWindow(t *testing.T) {
 		t.Fatalf("history not trimmed past %d (compact %d): the test needs a churned history", busyStart, f.hist.compact)
 	}
 
-	res, err := f.list("/registry/quiet/", "", quietRev, 0)
+	res, err := f.list("/registry/quiet/", "", quietRev, 0, nil)
 	if err != nil || len(res.KVs) != 1 || string(res.KVs[0].Value) != "1" {
 		t.Fatalf("list of the quiet prefix at %d: %+v, %v", quietRev, res.KVs, err)
 	}
-	if _, err := f.list("/registry/busy/", "", busyStart, 0); !errors.As(err, new(*CompactedError)) {
+	if _, err := f.list("/registry/busy/", "", busyStart, 0, nil); !errors.As(err, new(*CompactedError)) {
 		t.Fatalf("list of the busy prefix at a trimmed revision: %v, want a CompactedError", err)
 	}
-	if _, err := f.list("/registry/", "", quietRev, 0); !errors.As(err, new(*CompactedError)) {
+	if _, err := f.list("/registry/", "", quietRev, 0, nil); !errors.As(err, new(*CompactedError)) {
 		t.Fatalf("list across classes at a trimmed revision: %v, want a CompactedError", err)
 	}
 
@@ -329,5 +329,42 @@ func TestWatcherGetsAWholeTransactionWhileHistoryChurns(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatalf("%d of %d keys of the transaction delivered, then nothing", len(got), keys)
 		}
+	}
+}
+
+// TestListSkipLeavesKeysOutOfPages: keys Skip rejects are neither returned nor counted
+// toward Limit, and the continue token resumes after the last key returned.
+func TestListSkipLeavesKeysOutOfPages(t *testing.T) {
+	f := testFSM()
+	for i := range 10 {
+		if r := applyOps(t, f, uint64(i+1), Op{Kind: OpPut, Key: fmt.Sprintf("/s/k%d", i), Value: []byte("v")}); r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	odd := func(key string, _ int64) bool { return (key[len(key)-1]-'0')%2 == 1 }
+	var got []string
+	start := ""
+	for page := 0; ; page++ {
+		res, err := f.list("/s/", start, 0, 2, odd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, kv := range res.KVs {
+			got = append(got, kv.Key)
+		}
+		if res.Continue == "" {
+			break
+		}
+		if page > 5 {
+			t.Fatal("pages do not end")
+		}
+		tok, err := decodeContinue(res.Continue)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start = tok.Start
+	}
+	if want := []string{"/s/k0", "/s/k2", "/s/k4", "/s/k6", "/s/k8"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("pages of the even keys: %v, want %v", got, want)
 	}
 }

@@ -45,7 +45,7 @@ func prefixEnd(prefix string) string {
 
 // list reads keys with the prefix, from start on, as they were at revision rev (zero: now).
 // A past revision is rebuilt by undoing, key by key, the history's events after it.
-func (f *fsm) list(prefix, start string, rev int64, limit int) (ListResult, error) {
+func (f *fsm) list(prefix, start string, rev int64, limit int, skip func(string, int64) bool) (ListResult, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if rev == 0 {
@@ -85,6 +85,9 @@ func (f *fsm) list(prefix, start string, rev int64, limit int) (ListResult, erro
 	full := func() bool { return limit > 0 && len(res.KVs) == limit }
 	more := false
 	emit := func(kv *KV) bool {
+		if skip != nil && skip(kv.Key, kv.ModRevision) {
+			return true
+		}
 		if full() {
 			more = true
 			return false

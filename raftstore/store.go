@@ -383,7 +383,7 @@ func (s *Store) List(ctx context.Context, prefix string, opts ListOptions) (List
 			return ListResult{}, err
 		}
 	}
-	return s.fsm.list(prefix, start, rev, opts.Limit)
+	return s.fsm.list(prefix, start, rev, opts.Limit, opts.Skip)
 }
 
 // Watch streams changes under prefix with revisions above from (zero: from now on).

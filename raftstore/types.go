@@ -101,6 +101,11 @@ type ListOptions struct {
 	Limit int
 	// Continue is the token from a previous page; it fixes the revision to the first page's.
 	Continue string
+	// Skip, when set, leaves out the keys it returns true for (they do not count toward
+	// Limit). It runs under the store's read lock, so it must be quick and must not call the
+	// store: a caller filtering a large list (a node agent's pods among all pods) uses it to
+	// drop what it already knows it does not want, instead of holding a copy of every key.
+	Skip func(key string, modRevision int64) bool
 }
 
 // ListResult is one page of a list.
