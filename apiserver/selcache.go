@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/fields"
@@ -19,8 +20,13 @@ import (
 // fell over. kube-apiserver's watch cache keeps the same view (with the whole decoded
 // object) and indexes pods by node name.
 type selectorCache struct {
-	mu sync.RWMutex
-	m  map[string]selectorView
+	// m is a *sync.Map of key -> selectorView, replaced whole when it grows past
+	// selectorCacheMax. Reads take no lock: a store list consults the cache for every key
+	// while holding the store's read lock, and a mutex here (with writers from concurrent
+	// lists and the watch hubs queued on it) held that lock long enough to stall every
+	// write behind it at 5,000 nodes.
+	m    atomic.Pointer[sync.Map]
+	size atomic.Int64 // keys added to m, roughly
 }
 
 // selectorView is an object's labels and selectable fields at revision rev.
@@ -35,29 +41,43 @@ type selectorView struct {
 const selectorCacheMax = 1 << 18
 
 func (c *selectorCache) get(key string, rev int64) (selectorView, bool) {
-	c.mu.RLock()
-	v, ok := c.m[key]
-	c.mu.RUnlock()
-	return v, ok && v.rev == rev
+	m := c.m.Load()
+	if m == nil {
+		return selectorView{}, false
+	}
+	v, ok := m.Load(key)
+	if !ok {
+		return selectorView{}, false
+	}
+	sv := v.(selectorView)
+	return sv, sv.rev == rev
 }
 
+// put records a view. A racing put of an older revision may win; that only costs a
+// decode later, since get answers only for the exact revision.
 func (c *selectorCache) put(key string, v selectorView) {
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= selectorCacheMax {
-		c.m = make(map[string]selectorView)
+	m := c.m.Load()
+	if m == nil || c.size.Load() >= selectorCacheMax {
+		m = new(sync.Map)
+		c.m.Store(m)
+		c.size.Store(0)
 	}
-	if old, ok := c.m[key]; !ok || old.rev <= v.rev {
-		c.m[key] = v
+	if _, loaded := m.Swap(key, v); !loaded {
+		c.size.Add(1)
 	}
-	c.mu.Unlock()
 }
 
 func (c *selectorCache) forget(key string, rev int64) {
-	c.mu.Lock()
-	if old, ok := c.m[key]; ok && old.rev <= rev {
-		delete(c.m, key)
+	m := c.m.Load()
+	if m == nil {
+		return
 	}
-	c.mu.Unlock()
+	// A put of a newer revision racing this delete may be lost: a miss, not a wrong view.
+	if v, ok := m.Load(key); ok && v.(selectorView).rev <= rev {
+		if _, loaded := m.LoadAndDelete(key); loaded {
+			c.size.Add(-1)
+		}
+	}
 }
 
 // selectorCacheOf is the server's cache for a resource.
