@@ -20,15 +20,7 @@ import (
 // managedFields, metadata replaced), and leaves the current object as it was; a patch the
 // map path cannot decide gets the JSON path's error.
 func TestStrategicMergePatchMatchesJSONPath(t *testing.T) {
-	c, err := newCodecs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := newRegistry(c, builtinResources())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &Server{codecs: c, reg: reg}
+	s, reg := codecServer(t)
 	q := &request{rs: reg.lookup("", "v1", "pods"), ri: &requestInfo{Name: "p", Namespace: "default", Subresource: "status"}, ns: "default"}
 	now := metav1.NewTime(time.Unix(1700000000, 0))
 	grace := int64(30)
@@ -101,15 +93,7 @@ func TestStrategicMergePatchMatchesJSONPath(t *testing.T) {
 // taking a field over, a field removed, an entry that names metadata.managedFields
 // itself, and writes that change the other half.
 func TestTrackingTypeConverterRecordsTheSameFields(t *testing.T) {
-	c, err := newCodecs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := newRegistry(c, builtinResources())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &Server{codecs: c, reg: reg}
+	s, reg := codecServer(t)
 	rs := reg.lookup("", "v1", "pods")
 	now := metav1.NewTime(time.Unix(1700000000, 0))
 	entry := func(manager, sub, fields string) metav1.ManagedFieldsEntry {
@@ -192,4 +176,19 @@ func fieldsOf(mf []metav1.ManagedFieldsEntry) string {
 		b.WriteString(e.Manager + " " + e.Subresource + " " + string(e.FieldsV1.Raw) + "\n")
 	}
 	return b.String()
+}
+
+// codecServer is a Server with only its codecs and the built-in resources' registry: enough
+// for the patch and field-manager steps, which touch no store.
+func codecServer(t *testing.T) (*Server, *registry) {
+	t.Helper()
+	c, err := newCodecs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := newRegistry(c, builtinResources())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Server{codecs: c, reg: reg}, reg
 }
