@@ -111,7 +111,7 @@ func (s *Server) listPartial(ctx context.Context, q *request, opts *metav1.ListO
 		p.SetGroupVersionKind(gv.WithKind(kindPartial))
 		list.Items = append(list.Items, *p)
 		return true, nil
-	}, sel.labels.Empty() && sel.fields.Empty(), s.skipUnselected(q.rs, sel))
+	}, sel.everything(), s.skipUnselected(q.rs, sel))
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +125,7 @@ func (s *Server) listPartial(ctx context.Context, q *request, opts *metav1.ListO
 // handlePartialList serves a PartialObjectMetadataList: in protobuf without selectors
 // straight from the stored bytes, otherwise from each object's ObjectMeta alone.
 func (s *Server) handlePartialList(w http.ResponseWriter, r *http.Request, q *request, opts *metav1.ListOptions, sel *selector, mt mediaType) {
-	if mt.info.MediaType == protobufType && sel.labels.Empty() && sel.fields.Empty() {
+	if mt.info.MediaType == protobufType && sel.everything() {
 		s.serveRawList(w, r, q, opts, mt.as.GroupVersion().String(), kindPartialList, appendPartialItem)
 		return
 	}

@@ -24,7 +24,7 @@ const protobufType = "application/vnd.kubernetes.protobuf"
 // all. Objects are stored as the very protobuf a client reads, so the list is assembled
 // from the stored bytes, which is what makes a 10,000-pod list cheap.
 func canListRaw(mt mediaType, sel *selector) bool {
-	return mt.info.MediaType == protobufType && !mt.table && !mt.partial && sel.labels.Empty() && sel.fields.Empty()
+	return mt.info.MediaType == protobufType && !mt.table && !mt.partial && sel.everything()
 }
 
 // rawList is a protobuf List of stored objects, each item made from a stored object's

@@ -77,6 +77,14 @@ type selector struct {
 	fields fields.Selector
 }
 
+// everything says whether the selector picks every object.
+func (sel *selector) everything() bool { return sel.labels.Empty() && sel.fields.Empty() }
+
+// picks says whether an object with these labels and selectable fields is selected.
+func (sel *selector) picks(l labels.Set, f fields.Set) bool {
+	return sel.labels.Matches(l) && sel.fields.Matches(f)
+}
+
 func (s *Server) parseSelector(rs *Resource, opts *metav1.ListOptions) (*selector, error) {
 	sel := &selector{labels: labels.Everything(), fields: fields.Everything()}
 	var err error
@@ -119,14 +127,14 @@ func (s *Server) fieldSet(rs *Resource, obj runtime.Object) fields.Set {
 }
 
 func (s *Server) matches(rs *Resource, sel *selector, obj runtime.Object) bool {
-	if sel.labels.Empty() && sel.fields.Empty() {
+	if sel.everything() {
 		return true
 	}
 	m, err := meta.Accessor(obj)
 	if err != nil {
 		return false
 	}
-	return sel.labels.Matches(labels.Set(m.GetLabels())) && sel.fields.Matches(s.fieldSet(rs, obj))
+	return sel.picks(m.GetLabels(), s.fieldSet(rs, obj))
 }
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request, q *request) {
@@ -171,7 +179,7 @@ func (s *Server) listObjects(ctx context.Context, q *request, opts *metav1.ListO
 		}
 		items = append(items, obj)
 		return true, nil
-	}, sel.labels.Empty() && sel.fields.Empty(), s.skipUnselected(q.rs, sel))
+	}, sel.everything(), s.skipUnselected(q.rs, sel))
 	if err != nil {
 		return nil, err
 	}
@@ -190,8 +198,8 @@ func (s *Server) listObjects(ctx context.Context, q *request, opts *metav1.ListO
 }
 
 // listKVs reads what listObjects would list, undecoded (the caller decodes), with the
-// revision it was read at. Objects sel does not pick are left out when the selector cache
-// knows them; the caller still filters what it decodes.
+// revision it was read at: only objects sel picks, decided from the selector cache (or a
+// decode on a miss, whose object is dropped so that the list pins only stored values).
 func (s *Server) listKVs(ctx context.Context, q *request, opts *metav1.ListOptions, sel *selector) ([]raftstore.KV, int64, error) {
 	var kvs []raftstore.KV
 	page, err := s.listPage(ctx, q, opts, func(kv raftstore.KV) (bool, error) {

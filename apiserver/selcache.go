@@ -101,7 +101,7 @@ func (s *Server) viewOf(rs *Resource, rev int64, obj runtime.Object) selectorVie
 // selects says whether sel picks the stored object kv. It decodes kv only when the cache
 // has no view of this revision; obj is then the decoded object (nil when not decoded).
 func (s *Server) selects(rs *Resource, sel *selector, kv raftstore.KV) (ok bool, obj runtime.Object, err error) {
-	if sel.labels.Empty() && sel.fields.Empty() {
+	if sel.everything() {
 		return true, nil, nil
 	}
 	c := s.selectorCacheOf(rs)
@@ -113,7 +113,7 @@ func (s *Server) selects(rs *Resource, sel *selector, kv raftstore.KV) (ok bool,
 		v = s.viewOf(rs, kv.ModRevision, obj)
 		c.put(kv.Key, v)
 	}
-	return sel.labels.Matches(v.labels) && sel.fields.Matches(v.fields), obj, nil
+	return sel.picks(v.labels, v.fields), obj, nil
 }
 
 // skipUnselected is a store list's Skip for sel: it leaves out the keys whose cached view
@@ -122,12 +122,12 @@ func (s *Server) selects(rs *Resource, sel *selector, kv raftstore.KV) (ok bool,
 // of copied keys on one server). Unknown keys are kept, to be decoded and checked outside
 // the store's lock. Nil when sel picks everything.
 func (s *Server) skipUnselected(rs *Resource, sel *selector) func(string, int64) bool {
-	if sel == nil || (sel.labels.Empty() && sel.fields.Empty()) {
+	if sel == nil || sel.everything() {
 		return nil
 	}
 	c := s.selectorCacheOf(rs)
 	return func(key string, rev int64) bool {
 		v, hit := c.get(key, rev)
-		return hit && !(sel.labels.Matches(v.labels) && sel.fields.Matches(v.fields))
+		return hit && !sel.picks(v.labels, v.fields)
 	}
 }

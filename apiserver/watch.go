@@ -190,16 +190,13 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, q *request)
 			return
 		}
 	}
-	for i, kv := range initialKVs {
+	for i, kv := range initialKVs { // listKVs kept only what sel picks
 		obj, err := s.objs.decode(kv)
 		if err != nil {
 			ws.sendStatus(err)
 			return
 		}
 		initialKVs[i] = raftstore.KV{} // sent: not pinned by this watch any longer
-		if !s.matches(q.rs, sel, obj) {
-			continue
-		}
 		if ws.send(watch.Added, obj) != nil {
 			return
 		}

@@ -179,7 +179,7 @@ func (s *Server) convertHubEvent(rs *Resource, sel *selector, he *hubEvent) (wat
 		if obj == nil {
 			return false
 		}
-		if sel.labels.Empty() && sel.fields.Empty() {
+		if sel.everything() {
 			return true
 		}
 		m, err := meta.Accessor(obj)
