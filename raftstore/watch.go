@@ -49,8 +49,7 @@ func (f *fsm) watch(ctx context.Context, storeCtx context.Context, wg *sync.Wait
 	if from == 0 {
 		from = f.rev
 	}
-	if from < f.hist.floor(prefix) {
-		oldest := f.hist.floor(prefix)
+	if oldest := f.hist.floor(prefix); from < oldest {
 		f.mu.RUnlock()
 		return nil, &CompactedError{Requested: from, Oldest: oldest}
 	}
