@@ -393,7 +393,7 @@ func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, 
 		mu.Unlock()
 		nodesTimeout := o.NodesTimeout
 		if nodesTimeout == 0 {
-			nodesTimeout = max(5*time.Minute, time.Duration(st.Nodes)*360*time.Millisecond)
+			nodesTimeout = nodesReadyTimeout(st.Nodes)
 		}
 		if err := waitNodesReady(sctx, admin[0], "", st.Nodes, nodesTimeout, func(f string, a ...any) { say(name+": "+f, a...) }); err != nil {
 			if sctx.Err() != nil {

@@ -147,10 +147,11 @@ func (s *skiffSystem) StartNodes(ctx context.Context, _ kubernetes.Interface, n 
 	if err != nil {
 		return nil, err
 	}
+	s.say("%d hollow nodes in %d process(es) of at most %d", n, len(procs), hollowNodesPerProcess)
 	var pids []int
 	for _, p := range procs {
 		pids = append(pids, p.PID)
-		s.say("hollow nodes %s (pid %d), log %s", strings.Join(p.Args[1:5], " "), p.PID, p.LogFile)
+		s.say("%s (pid %d), log %s", p.Name, p.PID, p.LogFile)
 	}
 	return fleetFunc{
 		pids: pids,
@@ -164,6 +165,12 @@ func (s *skiffSystem) StartNodes(ctx context.Context, _ kubernetes.Interface, n 
 		},
 		stop: func() { stopHollowNodes(procs) },
 	}, nil
+}
+
+// nodesReadyTimeout is the default wait for n simulated nodes to be Ready (bench api and
+// bench scale): 5 minutes, or 0.36 s a node, whichever is longer.
+func nodesReadyTimeout(n int) time.Duration {
+	return max(5*time.Minute, time.Duration(n)*360*time.Millisecond)
 }
 
 // hollowNodesPerProcess bounds one hollow-nodes process: each node holds a listener and

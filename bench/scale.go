@@ -58,7 +58,7 @@ func (o *ScaleOptions) defaults() {
 		o.Via = scalePodsViaDep
 	}
 	if o.NodesTimeout == 0 {
-		o.NodesTimeout = max(5*time.Minute, time.Duration(o.Nodes)*360*time.Millisecond)
+		o.NodesTimeout = nodesReadyTimeout(o.Nodes)
 	}
 	if o.Timeout == 0 {
 		o.Timeout = max(15*time.Minute, time.Duration(o.Pods/50)*time.Second)
