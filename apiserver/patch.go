@@ -120,10 +120,7 @@ func (s *Server) applyPatch(w http.ResponseWriter, q *request, pt types.PatchTyp
 	into := q.rs.newObject(s.codecs)
 	gvk := q.rs.gvk()
 	obj, _, err := dec.Decode(patched, &gvk, into)
-	if err != nil {
-		if runtime.IsStrictDecodingError(err) {
-			return nil, apierrors.NewBadRequest(err.Error())
-		}
+	if err != nil { // strict-decoding errors included: both are the client's
 		return nil, apierrors.NewBadRequest(err.Error())
 	}
 	if err := checkPatchedIdentity(q, obj, old); err != nil {
