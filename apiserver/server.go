@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+
+	"github.com/skiff-dev/skiff/apiserver/internal/groupwrite"
 )
 
 // Server serves the Kubernetes API of one control node.
@@ -102,7 +104,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		errc <- srv.Serve(tls.NewListener(ln, tlsCfg))
+		errc <- srv.Serve(tls.NewListener(groupwrite.Listener{Listener: ln}, tlsCfg))
 	}()
 	select {
 	case <-ctx.Done():

@@ -1,0 +1,191 @@
+package groupwrite
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// tcpPair returns both ends of a loopback TCP connection, the server end grouped.
+func tcpPair(t *testing.T) (*Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := Listener{ln}.Accept()
+		if err != nil {
+			accepted <- nil
+			return
+		}
+		accepted <- c
+	}()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := <-accepted
+	if server == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { server.Close(); client.Close() })
+	return server.(*Conn), client
+}
+
+// Every Write (9 bytes) arrives whole, in the order the writer made it, whatever the coalescing.
+func TestConcurrentWritesArriveWholeAndInOrder(t *testing.T) {
+	server, client := tcpPair(t)
+	const writers, each = 8, 2000
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				if _, err := fmt.Fprintf(server, "<%d:%05d>", w, i); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	go func() { wg.Wait(); server.Close() }()
+	got, err := io.ReadAll(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := make([]int, writers)
+	for len(got) > 0 {
+		var w, i int
+		if _, err := fmt.Sscanf(string(got[:9]), "<%d:%05d>", &w, &i); err != nil {
+			t.Fatalf("torn write at %q: %v", got[:min(len(got), 20)], err)
+		}
+		if i != next[w] {
+			t.Fatalf("writer %d: got message %d, want %d", w, i, next[w])
+		}
+		next[w]++
+		got = got[9:]
+	}
+	for w, n := range next {
+		if n != each {
+			t.Errorf("writer %d: %d of %d messages arrived", w, n, each)
+		}
+	}
+}
+
+// A peer that stops reading pushes back: Write blocks once maxPending bytes wait, and goes
+// on when the peer reads again.
+func TestWriteBlocksWhileThePeerDoesNotRead(t *testing.T) {
+	a, b := net.Pipe() // unbuffered: nothing leaves a until b reads
+	c := NewConn(a)
+	defer c.Close()
+	chunk := bytes.Repeat([]byte("x"), 64<<10)
+	wrote := make(chan int, 100)
+	go func() {
+		for i := 1; i <= 10; i++ {
+			if _, err := c.Write(chunk); err != nil {
+				close(wrote)
+				return
+			}
+			wrote <- i
+		}
+		close(wrote)
+	}()
+	var n int
+	for settled := false; !settled; {
+		select {
+		case i := <-wrote:
+			n = i
+		case <-time.After(200 * time.Millisecond):
+			settled = true
+		}
+	}
+	// The socket write in flight holds at most what was pending when it started, and
+	// Write refuses more once maxPending wait: 64 KiB writes stop well before all ten.
+	if n == 10 || n*len(chunk) > 2*maxPending+len(chunk) {
+		t.Fatalf("%d writes of 64 KiB returned while the peer read nothing", n)
+	}
+	go io.Copy(io.Discard, b)
+	for range wrote {
+		n++
+	}
+	if n < 10 {
+		t.Fatalf("only %d writes went through once the peer read", n)
+	}
+}
+
+// Close writes what is pending before it closes.
+func TestCloseDeliversPendingBytes(t *testing.T) {
+	server, client := tcpPair(t)
+	want := bytes.Repeat([]byte("0123456789"), 100_000) // 1 MB: more than one system call
+	go func() {
+		for b := want; len(b) > 0; b = b[min(len(b), 4096):] {
+			if _, err := server.Write(b[:min(len(b), 4096)]); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+		server.Close()
+	}()
+	got, err := io.ReadAll(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("read %d bytes, want %d", len(got), len(want))
+	}
+}
+
+// A broken connection's error reaches the writer, and Write after Close fails.
+func TestWriteErrorsReachTheWriter(t *testing.T) {
+	a, b := net.Pipe()
+	c := NewConn(a)
+	b.Close() // the peer is gone: the socket write fails
+	var err error
+	for i := 0; i < 100 && err == nil; i++ {
+		_, err = c.Write([]byte("hello"))
+		time.Sleep(time.Millisecond)
+	}
+	if !errors.Is(err, io.ErrClosedPipe) {
+		t.Fatalf("Write after the peer closed: %v, want %v", err, io.ErrClosedPipe)
+	}
+	c.Close()
+	if _, err := c.Write([]byte("x")); err == nil {
+		t.Fatal("Write after Close succeeded")
+	}
+}
+
+// A write deadline of now (crypto/tls sets one right after its close_notify alert) does not
+// cut off the bytes Write already accepted: a socket would have had them in the kernel.
+func TestDeadlineOfNowKeepsAcceptedBytes(t *testing.T) {
+	server, client := tcpPair(t)
+	want := bytes.Repeat([]byte("abcdefghij"), 200_000) // 2 MB: still pending when the deadline comes
+	go func() {
+		for b := want; len(b) > 0; b = b[min(len(b), 64<<10):] {
+			if _, err := server.Write(b[:min(len(b), 64<<10)]); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+		if err := server.SetWriteDeadline(time.Now()); err != nil {
+			t.Error(err)
+		}
+		if _, err := server.Write([]byte("late")); err != nil {
+			t.Error(err) // accepted: it fails in the system call, after the deadline
+		}
+		server.Close()
+	}()
+	got, err := io.ReadAll(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("read %d bytes, want the %d accepted before the deadline", len(got), len(want))
+	}
+}
