@@ -238,7 +238,13 @@ func (s *Server) followWatch(ctx context.Context, ws *watchStream, watcher *raft
 		case <-ctx.Done():
 			return
 		case <-tick:
-			// The newest revision delivered is always a safe place to resume.
+			// The newest revision delivered is always a safe place to resume; so is the
+			// store's progress past other prefixes' events, once nothing of ours is queued
+			// (a quiet namespace's watch would otherwise resume from its own last event,
+			// which the history may have trimmed, and re-list).
+			if p := watcher.Progress(); p > last && len(watcher.Events()) == 0 {
+				last = p
+			}
 			if ws.send(watch.Bookmark, s.bookmark(ws.q.rs, last, false)) != nil {
 				return
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Watcher delivers the changes under a prefix, in revision order, each exactly once.
@@ -12,15 +13,27 @@ import (
 // was replaced by a snapshot (a *CompactedError), or the store closed (ErrClosed). On any of
 // these the caller re-lists and watches again from the list's revision.
 type Watcher struct {
-	events chan Event
-	cancel context.CancelFunc
-	done   chan struct{}
-	mu     sync.Mutex
-	err    error
+	events   chan Event
+	progress atomic.Int64 // see Progress
+	cancel   context.CancelFunc
+	done     chan struct{}
+	mu       sync.Mutex
+	err      error
 }
 
 // Events returns the channel of changes.
 func (w *Watcher) Events() <-chan Event { return w.events }
+
+// Progress returns a revision up to which every event of the watched prefix has been put
+// on Events: once the consumer has also received everything on Events, it has seen every
+// change up to that revision, the events of other prefixes included, and may resume there.
+// It lets a watch of a quiet prefix report a recent revision (Kubernetes' bookmarks, etcd's
+// progress notifications) instead of the revision of its own last event, which a busy
+// store's history may have trimmed by the time the watch resumes.
+//
+// The consumer's check: read Progress first, then find Events empty (len 0); the events a
+// progress covers are on the channel before the progress is published.
+func (w *Watcher) Progress() int64 { return w.progress.Load() }
 
 // Err says why Events was closed; nil while the watch runs.
 func (w *Watcher) Err() error {
@@ -59,6 +72,7 @@ func (f *fsm) watch(ctx context.Context, storeCtx context.Context, wg *sync.Wait
 
 	ctx, cancel := context.WithCancel(ctx)
 	w := &Watcher{events: make(chan Event, wc.buffer), cancel: cancel, done: make(chan struct{})}
+	w.progress.Store(from)
 	if f.m != nil {
 		f.m.watchers.Inc()
 	}
@@ -71,7 +85,7 @@ func (f *fsm) watch(ctx context.Context, storeCtx context.Context, wg *sync.Wait
 		if f.m != nil {
 			defer f.m.watchers.Dec()
 		}
-		err := f.runWatcher(ctx, storeCtx, w.events, prefix, from, cursor, epoch, wc)
+		err := f.runWatcher(ctx, storeCtx, w, prefix, from, cursor, epoch, wc)
 		w.mu.Lock()
 		w.err = err
 		w.mu.Unlock()
@@ -79,7 +93,8 @@ func (f *fsm) watch(ctx context.Context, storeCtx context.Context, wg *sync.Wait
 	return w, nil
 }
 
-func (f *fsm) runWatcher(ctx, storeCtx context.Context, out chan<- Event, prefix string, from int64, cursor uint64, epoch uint64, wc watchConfig) error {
+func (f *fsm) runWatcher(ctx, storeCtx context.Context, w *Watcher, prefix string, from int64, cursor uint64, epoch uint64, wc watchConfig) error {
+	out := w.events
 	batch := make([]Event, 0, 256)
 	last := from // the newest revision delivered, for the error a cut-off watcher gets
 	for {
@@ -118,6 +133,9 @@ func (f *fsm) runWatcher(ctx, storeCtx context.Context, out chan<- Event, prefix
 				return watchEndReason(ctx, storeCtx)
 			}
 			last = batch[i].Revision
+		}
+		if scanned > w.progress.Load() {
+			w.progress.Store(scanned) // after the sends: see Progress
 		}
 		if len(batch) > 0 {
 			continue // there may be more before waiting

@@ -236,3 +236,54 @@ func TestListPagesReadOneConsistentRevision(t *testing.T) {
 		t.Fatalf("current list: %d keys at %d, %v", len(now.KVs), now.Revision, err)
 	}
 }
+
+// A watch of a quiet prefix still learns how far the store has gone: its progress follows
+// other prefixes' writes, so that it can resume from there rather than from its own last
+// event (Kubernetes' bookmarks).
+func TestWatchProgressFollowsOtherPrefixes(t *testing.T) {
+	c := rafttest.New(t, 3, rafttest.Options{})
+	ctx := rafttest.Ctx(t, 30*time.Second)
+	s := c.Followers()[0].Store()
+	first, err := s.Put(ctx, "/quiet/k", []byte("0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.Watch(ctx, "/quiet/", first.ModRevision)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if p := w.Progress(); p != first.ModRevision {
+		t.Fatalf("progress at the start %d, want the start revision %d", p, first.ModRevision)
+	}
+	var busy int64
+	for i := 0; i < 20; i++ {
+		kv, err := s.Put(ctx, fmt.Sprintf("/busy/k%d", i), []byte("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		busy = kv.ModRevision
+	}
+	for deadline := time.Now().Add(10 * time.Second); w.Progress() < busy; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("progress %d, want %d after the other prefix's writes", w.Progress(), busy)
+		}
+	}
+	select {
+	case ev := <-w.Events():
+		t.Fatalf("a quiet prefix's watch got %s", ev.KV.Key)
+	default:
+	}
+	own, err := s.Put(ctx, "/quiet/k", []byte("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := collect(t, w, 1)[0]; ev.Revision != own.ModRevision {
+		t.Fatalf("event at %d, want %d", ev.Revision, own.ModRevision)
+	}
+	for deadline := time.Now().Add(10 * time.Second); w.Progress() < own.ModRevision; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) { // published just after the send
+			t.Fatalf("progress %d behind the event received (%d)", w.Progress(), own.ModRevision)
+		}
+	}
+}
