@@ -22,9 +22,21 @@ import (
 // socket, so a peer that stops reading still pushes back as it would without the buffer.
 const maxPending = 256 << 10
 
-// keepBuffer is the largest buffer an idle connection keeps for its next burst; larger
-// ones go back to the collector, so that thousands of idle node connections cost little.
-const keepBuffer = 32 << 10
+// Buffers are shared by all connections through a pool and held only while bytes wait, so
+// that thousands of mostly idle node connections cost nothing between their bursts.
+// poolMax is the largest buffer put back (a list's big response is left to the collector).
+const poolMax = 64 << 10
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+func getBuffer() []byte { return (*buffers.Get().(*[]byte))[:0] }
+
+func putBuffer(b []byte) {
+	if cap(b) <= poolMax {
+		b = b[:0]
+		buffers.Put(&b)
+	}
+}
 
 // drainWait bounds how long Close and a new write deadline wait for pending bytes to reach
 // the socket (a peer that stopped reading must not hold them up for ever).
@@ -52,10 +64,9 @@ type Conn struct {
 	net.Conn
 	mu       sync.Mutex
 	drained  sync.Cond // signalled when pending bytes shrink or the writer stops
-	pending  []byte
-	spare    []byte
-	writing  bool  // a goroutine is writing pending to the socket
-	err      error // the first write error: every later Write returns it
+	pending  []byte    // nil while nothing waits
+	writing  bool      // a goroutine is writing pending to the socket
+	err      error     // the first write error: every later Write returns it
 	closeErr error
 	closed   bool
 }
@@ -84,7 +95,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	if c.pending == nil {
-		c.pending, c.spare = c.spare[:0], nil
+		c.pending = getBuffer()
 	}
 	c.pending = append(c.pending, p...)
 	if !c.writing {
@@ -100,28 +111,17 @@ func (c *Conn) writeOut() {
 	defer c.mu.Unlock()
 	for len(c.pending) > 0 && c.err == nil {
 		b := c.pending
-		c.pending = c.spare
-		c.spare = nil
+		c.pending = nil // writes meanwhile start the next batch
 		c.mu.Unlock()
 		_, err := c.Conn.Write(b)
+		putBuffer(b)
 		c.mu.Lock()
 		if err != nil {
 			c.err = err
 		}
-		if c.pending == nil {
-			c.pending = b[:0]
-		} else {
-			c.spare = b[:0]
-		}
 		c.drained.Broadcast()
 	}
 	c.writing = false
-	if len(c.pending) == 0 && cap(c.pending) > keepBuffer {
-		c.pending = nil
-	}
-	if cap(c.spare) > keepBuffer {
-		c.spare = nil
-	}
 	c.drained.Broadcast()
 }
 
