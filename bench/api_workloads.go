@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -244,11 +245,14 @@ const sentAnnotation = "bench.skiff.dev/sent-unix-nano"
 
 // runWatchFanout opens watchers on one namespace (spread over the endpoints), writes rate
 // ConfigMaps per second for d, and measures each event's delay from the start of its
-// write to its arrival at each watcher. Events that never arrive count as errors.
-func runWatchFanout(ctx context.Context, cs []kubernetes.Interface, writer kubernetes.Interface, ns string, watchers, rate int, d time.Duration) (Summary, error) {
+// write to its arrival at each watcher. Events that never arrive count as errors. The
+// writes are paced, not closed-loop: a write starts on its tick whether or not the ones
+// before it have returned (up to a second's worth in flight), so that a server slowed by
+// the fan-out still gets its 100 writes a second; written says how many a second started.
+func runWatchFanout(ctx context.Context, cs []kubernetes.Interface, writer kubernetes.Interface, ns string, watchers, rate int, d time.Duration) (s Summary, written float64, err error) {
 	list, err := writer.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{Limit: 1})
 	if err != nil {
-		return Summary{}, err
+		return Summary{}, 0, err
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -261,7 +265,7 @@ func runWatchFanout(ctx context.Context, cs []kubernetes.Interface, writer kuber
 	for i := 0; i < watchers; i++ {
 		w, err := cs[i%len(cs)].CoreV1().ConfigMaps(ns).Watch(wctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
 		if err != nil {
-			return Summary{}, fmt.Errorf("watcher %d: %w", i, err)
+			return Summary{}, 0, fmt.Errorf("watcher %d: %w", i, err)
 		}
 		ws = append(ws, w)
 	}
@@ -297,15 +301,23 @@ func runWatchFanout(ctx context.Context, cs []kubernetes.Interface, writer kuber
 	start := time.Now()
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	defer tick.Stop()
-	writeErrs := 0
+	var writeErrs atomic.Int64
+	var writes sync.WaitGroup
+	inFlight := make(chan struct{}, rate)
 	for i := 0; i < total && ctx.Err() == nil; i++ {
 		<-tick.C
+		inFlight <- struct{}{}
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("w%d-%d", watchers, i),
 			Annotations: map[string]string{sentAnnotation: strconv.FormatInt(time.Now().UnixNano(), 10)}}, Data: map[string]string{"v": "x"}}
-		if _, err := writer.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
-			writeErrs++
-		}
+		writes.Go(func() {
+			defer func() { <-inFlight }()
+			if _, err := writer.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+				writeErrs.Add(1)
+			}
+		})
 	}
+	writes.Wait()
+	written = float64(total) / time.Since(start).Seconds()
 	// Give stragglers a moment, then stop whoever still waits (a missing event is an error).
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -315,9 +327,9 @@ func runWatchFanout(ctx context.Context, cs []kubernetes.Interface, writer kuber
 		cancel()
 		<-done
 	}
-	s := Summarize(t.lat, t.errs, time.Since(start))
-	s.Errors += writeErrs
-	return s, nil
+	s = Summarize(t.lat, t.errs, time.Since(start))
+	s.Errors += int(writeErrs.Load())
+	return s, written, nil
 }
 
 // runPacedCreates creates ConfigMaps at a fixed rate shared by the clients for d: the
