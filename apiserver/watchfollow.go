@@ -8,10 +8,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/streaming"
 	"k8s.io/apimachinery/pkg/watch"
@@ -72,10 +69,13 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 			return false, true
 		}
 		obj := he.cur
-		if which == "prev" {
-			obj = he.prev
-		}
 		var err error
+		if which == "prev" {
+			if obj, err = he.prevObject(s); err != nil {
+				ws.sendStatus(err)
+				return false, false
+			}
+		}
 		if plain {
 			var frame []byte
 			if frame, err = he.frame(frameKey{string(typ), which, media, as}, func() ([]byte, error) { return frameOf(typ, obj) }); err == nil {
@@ -175,24 +175,12 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 // convertHubEvent is convertEvent over a decoded shared event: which object to send
 // ("cur" or "prev"), with the same selector semantics.
 func (s *Server) convertHubEvent(rs *Resource, sel *selector, he *hubEvent) (watch.EventType, string) {
-	match := func(obj runtime.Object, set fields.Set) bool {
-		if obj == nil {
-			return false
-		}
-		if sel.everything() {
-			return true
-		}
-		m, err := meta.Accessor(obj)
-		if err != nil || !sel.labels.Matches(labels.Set(m.GetLabels())) {
-			return false
-		}
-		return sel.fields.Empty() || sel.fields.Matches(set)
+	curOK, prevOK := he.cur != nil, he.prevKV != nil
+	if !sel.everything() {
+		cur, prev := he.views(s, rs)
+		curOK = curOK && sel.picks(cur.labels, cur.fields)
+		prevOK = prevOK && sel.picks(prev.labels, prev.fields)
 	}
-	var curSet, prevSet fields.Set
-	if !sel.fields.Empty() {
-		curSet, prevSet = he.fieldSets(s, rs)
-	}
-	curOK, prevOK := match(he.cur, curSet), match(he.prev, prevSet)
 	switch {
 	case he.typ == raftstore.EventDelete:
 		if prevOK {

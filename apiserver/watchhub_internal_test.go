@@ -51,3 +51,24 @@ func TestHubSubscriberQueue(t *testing.T) {
 		t.Fatalf("after the cut-off: %d events, err %v", len(evs), err)
 	}
 }
+
+// TestEventRingKeepsTheNewestInOrder: past hubRing events the ring hands back the oldest
+// as it takes a new one, and reads oldest first.
+func TestEventRingKeepsTheNewestInOrder(t *testing.T) {
+	var r eventRing
+	total := 2*hubRing + 7
+	for rev := 1; rev <= total; rev++ {
+		old, full := r.push(ringEntry{ev: raftstore.Event{Revision: int64(rev)}})
+		if wantFull := rev > hubRing; full != wantFull || (full && old.ev.Revision != int64(rev-hubRing)) {
+			t.Fatalf("push %d: replaced %d (full %v)", rev, old.ev.Revision, full)
+		}
+	}
+	if r.len() != hubRing {
+		t.Fatalf("len %d, want %d", r.len(), hubRing)
+	}
+	for i := range r.len() {
+		if got, want := r.at(i).ev.Revision, int64(total-hubRing+1+i); got != want {
+			t.Fatalf("entry %d: revision %d, want %d", i, got, want)
+		}
+	}
+}
