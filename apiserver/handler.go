@@ -43,9 +43,6 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errNotFoundPath(r), groupResourceNone, "")
 		return
 	}
-	if r.Method != http.MethodGet { // not for watches: thousands of them wait shallow
-		growStack()
-	}
 	q := &request{rs: rs, ri: ri, user: userFrom(r.Context())}
 	if rs.Namespaced {
 		q.ns = ri.Namespace

@@ -162,5 +162,5 @@ func (s *Server) routes() http.Handler {
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, toStatus(errMethodNotAllowed(r), groupResourceNone, ""))
 	})
-	return r
+	return growWriteStacks(r)
 }
