@@ -119,9 +119,9 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 		if ctx.Err() != nil {
 			return 0, false
 		}
-		var skipped int64
+		var done int64
 		var end error
-		evs, skipped, end = sub.take(evs)
+		evs, done, end = sub.take(evs)
 		sent = sent[:0]
 		for _, he := range evs {
 			wrote, ok := write(he)
@@ -161,9 +161,9 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 			return 0, false
 		}
 		if bookmarkDue.Swap(false) {
-			// The newest revision delivered, or skipped with nothing queued, is always a
-			// safe place to resume.
-			last = max(last, skipped)
+			// The newest revision delivered, or the hub's delivered as of the last take
+			// (everything wanted up to it was in that batch), is a safe place to resume.
+			last = max(last, done)
 			if ws.send(watch.Bookmark, s.bookmark(ws.q.rs, last, false)) != nil {
 				return 0, false
 			}

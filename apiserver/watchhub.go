@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -159,8 +160,93 @@ type watchHub struct {
 	start int64 // the ring holds every event after start
 	last  int64 // newest revision received
 	ring  eventRing
-	subs  map[*hubSub]struct{}
-	err   error // set when the store watch ended
+	subs  map[*hubSub]struct{} // every subscriber
+	// The subscribers again, by trigger: an event is offered to the untriggered ones and
+	// to those whose trigger value the object had before or has after the change, as
+	// kube-apiserver's watch cache does with its indexed triggers; a thousand node
+	// agents' watches were otherwise each asked about every pod event.
+	untriggered map[*hubSub]struct{}
+	triggered   map[triggerKey]map[*hubSub]struct{}
+	fields      map[string]int // trigger fields in use, with how many subscribers
+	views       *hubTrigger    // a trigger of the hub's resource, for the events' views
+	err         error          // set when the store watch ended
+	// delivered is the newest revision whose event has been offered to every subscriber:
+	// a subscriber that reads it before taking its queue has everything it wants up to
+	// there, so a bookmark may report it (see hubSub.take).
+	delivered atomic.Int64
+}
+
+// triggerKey is one exact field requirement of a trigger.
+type triggerKey struct{ field, value string }
+
+// add registers sub, with h.mu held.
+func (h *watchHub) add(sub *hubSub) {
+	h.subs[sub] = struct{}{}
+	t := sub.trigger
+	if t == nil {
+		h.untriggered[sub] = struct{}{}
+		return
+	}
+	k := triggerKey{t.field, t.value}
+	if h.triggered[k] == nil {
+		h.triggered[k] = map[*hubSub]struct{}{}
+	}
+	h.triggered[k][sub] = struct{}{}
+	h.fields[t.field]++
+	h.views = t
+}
+
+// remove forgets sub, with h.mu held.
+func (h *watchHub) remove(sub *hubSub) {
+	if _, ok := h.subs[sub]; !ok {
+		return
+	}
+	delete(h.subs, sub)
+	t := sub.trigger
+	if t == nil {
+		delete(h.untriggered, sub)
+		return
+	}
+	k := triggerKey{t.field, t.value}
+	if delete(h.triggered[k], sub); len(h.triggered[k]) == 0 {
+		delete(h.triggered, k)
+	}
+	if h.fields[t.field]--; h.fields[t.field] == 0 {
+		delete(h.fields, t.field)
+	}
+}
+
+// offer hands he to every subscriber that wants it, with h.mu held; one too far behind is
+// cut off.
+func (h *watchHub) offer(he *hubEvent) {
+	give := func(subs map[*hubSub]struct{}) {
+		for sub := range subs {
+			if sub.wants(he) && !sub.push(he) {
+				h.remove(sub)
+			}
+		}
+	}
+	give(h.untriggered)
+	if len(h.fields) == 0 {
+		return
+	}
+	if he.err != nil { // undecodable: every watcher gets the error
+		for _, subs := range h.triggered {
+			give(subs)
+		}
+		return
+	}
+	cur, prev := he.views(h.views.s, h.views.rs)
+	for f := range h.fields {
+		var was string
+		if he.prevKV != nil {
+			was = prev.fields[f]
+			give(h.triggered[triggerKey{f, was}])
+		}
+		if now := cur.fields[f]; he.cur != nil && (he.prevKV == nil || now != was) {
+			give(h.triggered[triggerKey{f, now}])
+		}
+	}
 }
 
 // ringEntry is one event of a hub's ring: the store's event, and its shared decoded form
@@ -205,13 +291,10 @@ type hubSub struct {
 	trigger   *hubTrigger   // nil: every event under keyPrefix
 	wake      chan struct{} // one slot: something was queued, the watch ended, or a bookmark is due
 
-	mu sync.Mutex
-	q  []*hubEvent
-	// skipped is the newest revision the trigger filtered out while nothing was queued for
-	// the subscriber: every event it wants up to there has been taken, so a bookmark may
-	// report it.
-	skipped int64
-	err     error // set when the hub cut the subscriber off or its stream ended; after q
+	mu        sync.Mutex
+	q         []*hubEvent
+	delivered *atomic.Int64 // the hub's (nil in tests of the queue alone)
+	err       error         // set when the hub cut the subscriber off or its stream ended; after q
 	// backlog is the ring's events after from when the subscriber joined, gone through by
 	// its own goroutine before anything queued.
 	backlog []ringEntry
@@ -240,15 +323,6 @@ func (s *hubSub) push(ev *hubEvent) bool {
 	return ok
 }
 
-// skip notes an event the trigger filtered out (see skipped).
-func (s *hubSub) skip(rev int64) {
-	s.mu.Lock()
-	if len(s.q) == 0 {
-		s.skipped = rev
-	}
-	s.mu.Unlock()
-}
-
 // end records why the subscriber's stream ended, after what is already queued.
 func (s *hubSub) end(err error) {
 	s.mu.Lock()
@@ -259,14 +333,19 @@ func (s *hubSub) end(err error) {
 	s.poke()
 }
 
-// take returns the queued events (in order, reusing buf's array), the newest skipped
-// revision, and the error that ended the stream once nothing is left before it.
+// take returns the queued events (in order, reusing buf's array), a revision up to which
+// they are everything the subscriber wants (the hub's delivered, read first), and the
+// error that ended the stream once nothing is left before it.
 func (s *hubSub) take(buf []*hubEvent) ([]*hubEvent, int64, error) {
+	var done int64
+	if s.delivered != nil {
+		done = s.delivered.Load()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	evs := s.q
 	s.q = buf[:0]
-	return evs, s.skipped, s.err
+	return evs, done, s.err
 }
 
 func (hs *watchHubs) run(ctx context.Context, wg *sync.WaitGroup) {
@@ -293,7 +372,9 @@ func (hs *watchHubs) subscribe(prefix, keyPrefix string, from int64, trigger *hu
 			cancel()
 			return nil, nil, false
 		}
-		h = &watchHub{hs: hs, prefix: prefix, cancel: cancel, start: from, last: from, subs: map[*hubSub]struct{}{}}
+		h = &watchHub{hs: hs, prefix: prefix, cancel: cancel, start: from, last: from, subs: map[*hubSub]struct{}{},
+			untriggered: map[*hubSub]struct{}{}, triggered: map[triggerKey]map[*hubSub]struct{}{}, fields: map[string]int{}}
+		h.delivered.Store(from)
 		hs.hubs[prefix] = h
 		hs.wg.Add(1)
 		go func() {
@@ -301,7 +382,7 @@ func (hs *watchHubs) subscribe(prefix, keyPrefix string, from int64, trigger *hu
 			h.pump(ctx, w)
 		}()
 	}
-	sub := &hubSub{keyPrefix: keyPrefix, from: from, trigger: trigger, wake: make(chan struct{}, 1)}
+	sub := &hubSub{keyPrefix: keyPrefix, from: from, trigger: trigger, wake: make(chan struct{}, 1), delivered: &h.delivered}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.err != nil || from < h.start {
@@ -316,7 +397,7 @@ func (hs *watchHubs) subscribe(prefix, keyPrefix string, from int64, trigger *hu
 			sub.backlog = append(sub.backlog, e)
 		}
 	}
-	h.subs[sub] = struct{}{}
+	h.add(sub)
 	return sub, func() { hs.unsubscribe(h, sub) }, true
 }
 
@@ -329,7 +410,7 @@ func (hs *watchHubs) unsubscribe(h *watchHub, sub *hubSub) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	h.mu.Lock()
-	delete(h.subs, sub)
+	h.remove(sub)
 	empty := len(h.subs) == 0
 	h.mu.Unlock()
 	if empty && hs.hubs[h.prefix] == h {
@@ -341,7 +422,32 @@ func (hs *watchHubs) unsubscribe(h *watchHub, sub *hubSub) {
 // pump decodes each store event once and hands it to the subscribers.
 func (h *watchHub) pump(ctx context.Context, w *raftstore.Watcher) {
 	defer w.Stop()
-	for ev := range w.Events() {
+	// complete moves delivered on, with nothing in hand: a revision whose events all went
+	// out, or past it the store's progress once nothing is left on the channel (the quiet
+	// resource's bookmarks then follow the store's other writes).
+	complete := func(rev int64) {
+		if p := w.Progress(); len(w.Events()) == 0 && p > rev {
+			rev = p
+		}
+		if rev > h.delivered.Load() {
+			h.delivered.Store(rev)
+		}
+	}
+	tick := time.NewTicker(time.Second) // the store's progress when this resource is quiet
+	defer tick.Stop()
+pumping:
+	for {
+		var ev raftstore.Event
+		select {
+		case <-tick.C:
+			complete(0)
+			continue
+		case e, ok := <-w.Events():
+			if !ok {
+				break pumping
+			}
+			ev = e
+		}
 		he := h.hs.s.decodeHubEvent(ev)
 		h.mu.Lock()
 		h.last = ev.Revision
@@ -351,16 +457,11 @@ func (h *watchHub) pump(ctx context.Context, w *raftstore.Watcher) {
 		if n := h.ring.len(); n > hubHot {
 			h.ring.at(n - 1 - hubHot).he = nil // subscribers still holding it keep it alive
 		}
-		for sub := range h.subs {
-			if !sub.wants(he) {
-				sub.skip(he.rev)
-				continue
-			}
-			if !sub.push(he) {
-				delete(h.subs, sub)
-			}
-		}
+		h.offer(he)
 		h.mu.Unlock()
+		// A transaction's events share a revision and may come one by one: only the
+		// revisions before this one are surely complete, unless the progress says more.
+		complete(ev.Revision - 1)
 	}
 	err := w.Err()
 	if err == nil {
@@ -378,7 +479,7 @@ func (h *watchHub) pump(ctx context.Context, w *raftstore.Watcher) {
 	h.err = err
 	for sub := range h.subs {
 		sub.end(err)
-		delete(h.subs, sub)
+		h.remove(sub)
 	}
 	h.mu.Unlock()
 }
