@@ -178,6 +178,9 @@ func (s *Server) convertHubEvent(rs *Resource, sel *selector, he *hubEvent) (wat
 	curOK, prevOK := he.cur != nil, he.prevKV != nil
 	if !sel.everything() {
 		cur, prev := he.views(s, rs)
+		if he.prevBad {
+			return watch.Deleted, "prev" // its decoding error ends the watch, as the hub's did
+		}
 		curOK = curOK && sel.picks(cur.labels, cur.fields)
 		prevOK = prevOK && sel.picks(prev.labels, prev.fields)
 	}

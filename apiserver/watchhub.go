@@ -37,6 +37,7 @@ type hubEvent struct {
 
 	viewsOnce         sync.Once
 	curView, prevView selectorView // what selectors see of cur and prev, made once
+	prevBad           bool         // prevKV did not decode (set by views)
 }
 
 // prevObject is the previous object, decoded on first use.
@@ -65,6 +66,8 @@ func (e *hubEvent) views(s *Server, rs *Resource) (cur, prev selectorView) {
 				e.prevView = v
 			} else if obj, err := e.prevObject(s); err == nil {
 				e.prevView = s.viewOf(rs, e.prevKV.ModRevision, obj)
+			} else {
+				e.prevBad = true // every watcher is offered it, and one sent it gets the error
 			}
 		}
 		if e.cur != nil {
@@ -93,6 +96,9 @@ func (t *hubTrigger) fires(ev *hubEvent) bool {
 		return true
 	}
 	cur, prev := ev.views(t.s, t.rs)
+	if ev.prevBad {
+		return true
+	}
 	return (ev.cur != nil && cur.fields[t.field] == t.value) || (ev.prevKV != nil && prev.fields[t.field] == t.value)
 }
 
@@ -230,13 +236,16 @@ func (h *watchHub) offer(he *hubEvent) {
 	if len(h.fields) == 0 {
 		return
 	}
-	if he.err != nil { // undecodable: every watcher gets the error
+	var cur, prev selectorView
+	if he.err == nil {
+		cur, prev = he.views(h.views.s, h.views.rs)
+	}
+	if he.err != nil || he.prevBad { // undecodable: every watcher gets the error
 		for _, subs := range h.triggered {
 			give(subs)
 		}
 		return
 	}
-	cur, prev := he.views(h.views.s, h.views.rs)
 	for f := range h.fields {
 		var was string
 		if he.prevKV != nil {

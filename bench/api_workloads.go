@@ -304,6 +304,7 @@ func runWatchFanout(ctx context.Context, cs []kubernetes.Interface, writer kuber
 	var writeErrs atomic.Int64
 	var writes sync.WaitGroup
 	inFlight := make(chan struct{}, rate)
+	started := 0
 	for i := 0; i < total && ctx.Err() == nil; i++ {
 		<-tick.C
 		inFlight <- struct{}{}
@@ -315,9 +316,12 @@ func runWatchFanout(ctx context.Context, cs []kubernetes.Interface, writer kuber
 				writeErrs.Add(1)
 			}
 		})
+		started++
+	}
+	if started > 0 {
+		written = float64(started) / time.Since(start).Seconds() // to the last start
 	}
 	writes.Wait()
-	written = float64(total) / time.Since(start).Seconds()
 	// Give stragglers a moment, then stop whoever still waits (a missing event is an error).
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()

@@ -14,6 +14,7 @@ package groupwrite
 
 import (
 	"net"
+	"os"
 	"sync"
 	"time"
 )
@@ -38,9 +39,9 @@ func putBuffer(b []byte) {
 	}
 }
 
-// drainWait bounds how long Close and a new write deadline wait for pending bytes to reach
-// the socket (a peer that stopped reading must not hold them up for ever).
-const drainWait = 5 * time.Second
+// closeLinger bounds how long a closed connection keeps writing what it had accepted to a
+// peer that reads slowly, as the kernel's own send buffer outlives a close.
+const closeLinger = 30 * time.Second
 
 // Listener wraps every accepted connection's writes (see the package comment). Wrap the
 // TCP listener, beneath TLS, so that a record is the unit coalesced.
@@ -56,19 +57,24 @@ func (l Listener) Accept() (net.Conn, error) {
 }
 
 // Conn is a net.Conn whose writes are grouped. Reads and addresses are the wrapped
-// connection's. A write deadline applies to the bytes written after it is set: setting one
-// first waits for the bytes already accepted, which a plain socket would already hold in
-// the kernel (crypto/tls sets a deadline of now right after its close_notify alert, and
-// the alert and the response before it must still go out).
+// connection's. Bytes Write has accepted are written as a socket's kernel buffer would send
+// them: a write deadline set later does not cut them off (crypto/tls sets one of now right
+// after its close_notify alert, and the alert and the response before it must still go
+// out), and Close returns at once while they drain (for at most closeLinger). A batch is
+// written under the deadline in force when its first byte was accepted; a Write after its
+// deadline fails as a socket's would.
 type Conn struct {
 	net.Conn
-	mu       sync.Mutex
-	drained  sync.Cond // signalled when pending bytes shrink or the writer stops
-	pending  []byte    // nil while nothing waits
-	writing  bool      // a goroutine is writing pending to the socket
-	err      error     // the first write error: every later Write returns it
-	closeErr error
-	closed   bool
+	mu        sync.Mutex
+	drained   sync.Cond // signalled when pending bytes shrink, the writer stops, or a deadline passes
+	pending   []byte    // nil while nothing waits
+	pendingDL time.Time // the write deadline in force when pending's first byte was accepted
+	deadline  time.Time // the write deadline set last
+	dlTimer   *time.Timer
+	writing   bool  // a goroutine is writing pending to the socket
+	err       error // the first write error: every later Write returns it
+	closed    bool
+	linger    *time.Timer // closes the socket if draining after Close takes too long
 }
 
 // NewConn wraps c.
@@ -78,6 +84,8 @@ func NewConn(c net.Conn) *Conn {
 	return gc
 }
 
+func expired(dl time.Time) bool { return !dl.IsZero() && !time.Now().Before(dl) }
+
 // Write queues p to be written and returns without waiting for the socket, unless the
 // connection already has maxPending bytes queued. An error of an earlier system call is
 // returned by the next Write (the caller learns the connection is broken, as TCP's own
@@ -85,17 +93,19 @@ func NewConn(c net.Conn) *Conn {
 func (c *Conn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for c.err == nil && !c.closed && len(c.pending) >= maxPending {
+	for c.err == nil && !c.closed && !expired(c.deadline) && len(c.pending) >= maxPending {
 		c.drained.Wait()
 	}
-	if c.err != nil {
+	switch {
+	case c.err != nil:
 		return 0, c.err
-	}
-	if c.closed {
+	case c.closed:
 		return 0, net.ErrClosed
+	case expired(c.deadline):
+		return 0, os.ErrDeadlineExceeded
 	}
 	if c.pending == nil {
-		c.pending = getBuffer()
+		c.pending, c.pendingDL = getBuffer(), c.deadline
 	}
 	c.pending = append(c.pending, p...)
 	if !c.writing {
@@ -105,15 +115,24 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// writeOut writes pending bytes until none are left, one system call per batch.
+// writeOut writes pending bytes until none are left, one system call per batch, then
+// closes the socket if Close was called meanwhile.
 func (c *Conn) writeOut() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var applied time.Time
 	for len(c.pending) > 0 && c.err == nil {
-		b := c.pending
+		b, dl := c.pending, c.pendingDL
 		c.pending = nil // writes meanwhile start the next batch
 		c.mu.Unlock()
-		_, err := c.Conn.Write(b)
+		var err error
+		if !dl.Equal(applied) {
+			err = c.Conn.SetWriteDeadline(dl)
+			applied = dl
+		}
+		if err == nil {
+			_, err = c.Conn.Write(b)
+		}
 		putBuffer(b)
 		c.mu.Lock()
 		if err != nil {
@@ -123,57 +142,55 @@ func (c *Conn) writeOut() {
 	}
 	c.writing = false
 	c.drained.Broadcast()
-}
-
-// drainLocked waits, with mu held, until no write is in flight or drainWait has passed.
-func (c *Conn) drainLocked() {
-	if !c.writing {
-		return
-	}
-	timedOut := false
-	t := time.AfterFunc(drainWait, func() {
-		c.mu.Lock()
-		timedOut = true
-		c.drained.Broadcast()
-		c.mu.Unlock()
-	})
-	defer t.Stop()
-	for c.writing && !timedOut {
-		c.drained.Wait()
+	if c.closed {
+		c.linger.Stop()
+		_ = c.Conn.Close()
 	}
 }
 
-// SetWriteDeadline sets the deadline of the writes after the bytes already accepted.
+// SetWriteDeadline sets the deadline of the bytes written from now on.
 func (c *Conn) SetWriteDeadline(t time.Time) error {
 	c.mu.Lock()
-	c.drainLocked()
-	c.mu.Unlock()
-	return c.Conn.SetWriteDeadline(t)
+	defer c.mu.Unlock()
+	c.deadline = t
+	if c.dlTimer != nil {
+		c.dlTimer.Stop()
+		c.dlTimer = nil
+	}
+	if !t.IsZero() { // a Write waiting for room gives up when it passes
+		c.dlTimer = time.AfterFunc(time.Until(t), func() {
+			c.mu.Lock()
+			c.drained.Broadcast()
+			c.mu.Unlock()
+		})
+	}
+	return nil
 }
 
 // SetDeadline sets the read deadline, and the write deadline as SetWriteDeadline does.
 func (c *Conn) SetDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.drainLocked()
-	c.mu.Unlock()
-	return c.Conn.SetDeadline(t)
+	if err := c.Conn.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
 }
 
-// Close writes what is pending (waiting at most drainWait), then closes the connection;
-// closing it also ends a system call still blocked on a peer that does not read.
+// Close closes the connection; bytes already accepted are still written, for at most
+// closeLinger, before the socket closes.
 func (c *Conn) Close() error {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.closed {
-		c.mu.Unlock()
-		return c.closeErr
+		return net.ErrClosed
 	}
 	c.closed = true
 	c.drained.Broadcast() // writers waiting for room give up
-	c.drainLocked()
-	c.mu.Unlock()
-	err := c.Conn.Close()
-	c.mu.Lock()
-	c.closeErr = err
-	c.mu.Unlock()
-	return err
+	if c.dlTimer != nil {
+		c.dlTimer.Stop()
+	}
+	if c.writing {
+		c.linger = time.AfterFunc(closeLinger, func() { _ = c.Conn.Close() }) // ends a blocked system call
+		return nil
+	}
+	return c.Conn.Close()
 }

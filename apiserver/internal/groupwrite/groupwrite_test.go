@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -176,8 +177,8 @@ func TestDeadlineOfNowKeepsAcceptedBytes(t *testing.T) {
 		if err := server.SetWriteDeadline(time.Now()); err != nil {
 			t.Error(err)
 		}
-		if _, err := server.Write([]byte("late")); err != nil {
-			t.Error(err) // accepted: it fails in the system call, after the deadline
+		if _, err := server.Write([]byte("late")); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("Write after its deadline: %v, want %v", err, os.ErrDeadlineExceeded)
 		}
 		server.Close()
 	}()
@@ -187,5 +188,32 @@ func TestDeadlineOfNowKeepsAcceptedBytes(t *testing.T) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Fatalf("read %d bytes, want the %d accepted before the deadline", len(got), len(want))
+	}
+}
+
+// Close returns while accepted bytes still wait for a peer that is not reading yet, and the
+// peer, reading later, gets every one of them (a socket's send buffer outlives its close).
+func TestCloseLetsALatePeerReadEverything(t *testing.T) {
+	server, client := tcpPair(t)
+	want := bytes.Repeat([]byte("0123456789"), 20_000) // 200 KB: under maxPending, over the kernel's buffers here
+	if _, err := server.Write(want); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- server.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close waited for a peer that does not read")
+	}
+	got, err := io.ReadAll(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("read %d bytes, want %d", len(got), len(want))
 	}
 }
