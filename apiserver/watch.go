@@ -161,7 +161,7 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, q *request)
 	// Join this node's shared stream of the resource when it can start there; otherwise
 	// (no server context, a start older than the shared stream's memory) watch the store.
 	var watcher *raftstore.Watcher
-	sub, leave, shared := s.hubs.subscribe(s.objs.prefix(q.rs, ""), s.objs.prefix(q.rs, q.ns), from, s.watchTrigger(q.rs, sel))
+	sub, leave, shared := s.hubs.subscribe(q.rs, s.objs.prefix(q.rs, q.ns), from, s.watchTrigger(q.rs, sel))
 	if shared {
 		defer leave()
 	} else {

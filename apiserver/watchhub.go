@@ -159,6 +159,7 @@ type watchHubs struct {
 
 type watchHub struct {
 	hs     *watchHubs
+	rs     *Resource
 	prefix string
 	cancel context.CancelFunc
 
@@ -174,7 +175,6 @@ type watchHub struct {
 	untriggered map[*hubSub]struct{}
 	triggered   map[triggerKey]map[*hubSub]struct{}
 	fields      map[string]int // trigger fields in use, with how many subscribers
-	views       *hubTrigger    // a trigger of the hub's resource, for the events' views
 	err         error          // set when the store watch ended
 	// delivered is the newest revision whose event has been offered to every subscriber:
 	// a subscriber that reads it before taking its queue has everything it wants up to
@@ -199,7 +199,6 @@ func (h *watchHub) add(sub *hubSub) {
 	}
 	h.triggered[k][sub] = struct{}{}
 	h.fields[t.field]++
-	h.views = t
 }
 
 // remove forgets sub, with h.mu held.
@@ -238,7 +237,7 @@ func (h *watchHub) offer(he *hubEvent) {
 	}
 	var cur, prev selectorView
 	if he.err == nil {
-		cur, prev = he.views(h.views.s, h.views.rs)
+		cur, prev = he.views(h.hs.s, h.rs)
 	}
 	if he.err != nil || he.prevBad { // undecodable: every watcher gets the error
 		for _, subs := range h.triggered {
@@ -302,7 +301,7 @@ type hubSub struct {
 
 	mu        sync.Mutex
 	q         []*hubEvent
-	delivered *atomic.Int64 // the hub's (nil in tests of the queue alone)
+	delivered *atomic.Int64 // the hub's
 	err       error         // set when the hub cut the subscriber off or its stream ended; after q
 	// backlog is the ring's events after from when the subscriber joined, gone through by
 	// its own goroutine before anything queued.
@@ -346,10 +345,7 @@ func (s *hubSub) end(err error) {
 // they are everything the subscriber wants (the hub's delivered, read first), and the
 // error that ended the stream once nothing is left before it.
 func (s *hubSub) take(buf []*hubEvent) ([]*hubEvent, int64, error) {
-	var done int64
-	if s.delivered != nil {
-		done = s.delivered.Load()
-	}
+	done := s.delivered.Load()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	evs := s.q
@@ -363,11 +359,12 @@ func (hs *watchHubs) run(ctx context.Context, wg *sync.WaitGroup) {
 	hs.ctx, hs.wg, hs.hubs = ctx, wg, map[string]*watchHub{}
 }
 
-// subscribe joins the shared stream of a resource (prefix "/registry/<resource>/") for events
-// after from under keyPrefix (the resource's or one namespace's). ok is false when the shared stream cannot serve that start
+// subscribe joins the shared stream of a resource (its store prefix "/registry/<resource>/")
+// for events after from under keyPrefix (the resource's or one namespace's). ok is false when the shared stream cannot serve that start
 // (no hub yet at a later revision, events already gone from the ring): the caller then
 // uses a store watch of its own.
-func (hs *watchHubs) subscribe(prefix, keyPrefix string, from int64, trigger *hubTrigger) (*hubSub, func(), bool) {
+func (hs *watchHubs) subscribe(rs *Resource, keyPrefix string, from int64, trigger *hubTrigger) (*hubSub, func(), bool) {
+	prefix := hs.s.objs.prefix(rs, "")
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	if hs.ctx == nil || hs.ctx.Err() != nil || from <= 0 {
@@ -381,7 +378,7 @@ func (hs *watchHubs) subscribe(prefix, keyPrefix string, from int64, trigger *hu
 			cancel()
 			return nil, nil, false
 		}
-		h = &watchHub{hs: hs, prefix: prefix, cancel: cancel, start: from, last: from, subs: map[*hubSub]struct{}{},
+		h = &watchHub{hs: hs, rs: rs, prefix: prefix, cancel: cancel, start: from, last: from, subs: map[*hubSub]struct{}{},
 			untriggered: map[*hubSub]struct{}{}, triggered: map[triggerKey]map[*hubSub]struct{}{}, fields: map[string]int{}}
 		h.delivered.Store(from)
 		hs.hubs[prefix] = h

@@ -243,7 +243,7 @@ func listOnce(ctx context.Context, cs kubernetes.Interface, ns, mode string) (in
 // sentAnnotation carries a write's start time, so that each watcher can compute its delay.
 const sentAnnotation = "bench.skiff.dev/sent-unix-nano"
 
-// runWatchFanout opens watchers on one namespace (spread over the endpoints), writes rate
+// runWatchFanout opens watchers on one namespace (spread over cs), writes rate
 // ConfigMaps per second for d, and measures each event's delay from the start of its
 // write to its arrival at each watcher. Events that never arrive count as errors. The
 // writes are paced, not closed-loop: a write starts on its tick whether or not the ones

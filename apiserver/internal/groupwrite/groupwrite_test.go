@@ -41,6 +41,28 @@ func tcpPair(t *testing.T) (*Conn, net.Conn) {
 	return server.(*Conn), client
 }
 
+// writeChunks writes b in Writes of at most n bytes.
+func writeChunks(c net.Conn, b []byte, n int) error {
+	for ; len(b) > 0; b = b[min(len(b), n):] {
+		if _, err := c.Write(b[:min(len(b), n)]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readsExactly reads c to its end and fails unless that is want.
+func readsExactly(t *testing.T, c net.Conn, want []byte) {
+	t.Helper()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("read %d bytes, want %d", len(got), len(want))
+	}
+}
+
 // Every Write (9 bytes) arrives whole, in the order the writer made it, whatever the coalescing.
 func TestConcurrentWritesArriveWholeAndInOrder(t *testing.T) {
 	server, client := tcpPair(t)
@@ -126,21 +148,12 @@ func TestCloseDeliversPendingBytes(t *testing.T) {
 	server, client := tcpPair(t)
 	want := bytes.Repeat([]byte("0123456789"), 100_000) // 1 MB: more than one system call
 	go func() {
-		for b := want; len(b) > 0; b = b[min(len(b), 4096):] {
-			if _, err := server.Write(b[:min(len(b), 4096)]); err != nil {
-				t.Error(err)
-				return
-			}
+		if err := writeChunks(server, want, 4096); err != nil {
+			t.Error(err)
 		}
 		server.Close()
 	}()
-	got, err := io.ReadAll(client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("read %d bytes, want %d", len(got), len(want))
-	}
+	readsExactly(t, client, want)
 }
 
 // A broken connection's error reaches the writer, and Write after Close fails.
@@ -168,11 +181,8 @@ func TestDeadlineOfNowKeepsAcceptedBytes(t *testing.T) {
 	server, client := tcpPair(t)
 	want := bytes.Repeat([]byte("abcdefghij"), 200_000) // 2 MB: still pending when the deadline comes
 	go func() {
-		for b := want; len(b) > 0; b = b[min(len(b), 64<<10):] {
-			if _, err := server.Write(b[:min(len(b), 64<<10)]); err != nil {
-				t.Error(err)
-				return
-			}
+		if err := writeChunks(server, want, 64<<10); err != nil {
+			t.Error(err)
 		}
 		if err := server.SetWriteDeadline(time.Now()); err != nil {
 			t.Error(err)
@@ -182,13 +192,7 @@ func TestDeadlineOfNowKeepsAcceptedBytes(t *testing.T) {
 		}
 		server.Close()
 	}()
-	got, err := io.ReadAll(client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("read %d bytes, want the %d accepted before the deadline", len(got), len(want))
-	}
+	readsExactly(t, client, want) // the bytes accepted before the deadline, not "late"
 }
 
 // Close returns while accepted bytes still wait for a peer that is not reading yet, and the
@@ -209,11 +213,5 @@ func TestCloseLetsALatePeerReadEverything(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("Close waited for a peer that does not read")
 	}
-	got, err := io.ReadAll(client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("read %d bytes, want %d", len(got), len(want))
-	}
+	readsExactly(t, client, want)
 }
