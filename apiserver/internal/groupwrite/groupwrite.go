@@ -70,6 +70,7 @@ type Conn struct {
 	pending   []byte    // nil while nothing waits
 	pendingDL time.Time // the write deadline in force when pending's first byte was accepted
 	deadline  time.Time // the write deadline set last
+	applied   time.Time // the deadline the socket has (writeOut's, kept across its runs)
 	dlTimer   *time.Timer
 	writing   bool  // a goroutine is writing pending to the socket
 	err       error // the first write error: every later Write returns it
@@ -120,15 +121,14 @@ func (c *Conn) Write(p []byte) (int, error) {
 func (c *Conn) writeOut() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var applied time.Time
 	for len(c.pending) > 0 && c.err == nil {
 		b, dl := c.pending, c.pendingDL
 		c.pending = nil // writes meanwhile start the next batch
 		c.mu.Unlock()
 		var err error
-		if !dl.Equal(applied) {
+		if !dl.Equal(c.applied) { // only writeOut touches applied, one run at a time
 			err = c.Conn.SetWriteDeadline(dl)
-			applied = dl
+			c.applied = dl
 		}
 		if err == nil {
 			_, err = c.Conn.Write(b)

@@ -215,3 +215,32 @@ func TestCloseLetsALatePeerReadEverything(t *testing.T) {
 	}
 	readsExactly(t, client, want)
 }
+
+// A deadline cleared after its bytes went out is cleared on the socket too: net/http sets
+// one for the TLS handshake and clears it, and a connection must not die when the
+// handshake's deadline passes (every API connection broke 30 s after it was opened).
+func TestClearedDeadlineDoesNotOutliveItsBytes(t *testing.T) {
+	server, client := tcpPair(t)
+	if err := server.SetWriteDeadline(time.Now().Add(100 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.Write([]byte("hello ")); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.SetWriteDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(client, buf); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // past the old deadline, with the writer idle
+	if _, err := server.Write([]byte("world")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.Write([]byte("!")); err != nil { // an earlier write's error shows here
+		t.Fatalf("a write after the cleared deadline failed: %v", err)
+	}
+	server.Close()
+	readsExactly(t, client, []byte("world!"))
+}
