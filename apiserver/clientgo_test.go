@@ -106,3 +106,36 @@ func TestWatchFromCompactedRevisionIsGoneOrStarts(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestConnectionsOutliveTheHandshakeTimeout keeps one client-go connection (a watch, then
+// a write on the same HTTP/2 connection) in use past the servers' handshake timeout: the
+// deadline net/http sets for the TLS handshake must not stay on the socket once cleared
+// (it once did, and every API connection broke that long after it was opened).
+func TestConnectionsOutliveTheHandshakeTimeout(t *testing.T) {
+	const handshake = time.Second
+	c := apitest.Start(t, 1, apitest.Options{HandshakeTimeout: handshake})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cs := c.Client(0)
+	w, err := cs.CoreV1().ConfigMaps("default").Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("watch: %v", err)
+	}
+	defer w.Stop()
+	time.Sleep(2*handshake + 500*time.Millisecond)
+	if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "late"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create after the handshake timeout: %v", err)
+	}
+	select {
+	case ev, ok := <-w.ResultChan():
+		if !ok {
+			t.Fatal("the watch ended instead of delivering the create")
+		}
+		if cm, isCM := ev.Object.(*corev1.ConfigMap); ev.Type != watch.Added || !isCM || cm.Name != "late" {
+			t.Fatalf("watch delivered %s %T, want ADDED of configmap late", ev.Type, ev.Object)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event within 10 s")
+	}
+}

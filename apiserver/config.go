@@ -58,6 +58,11 @@ type Config struct {
 	// as kube-apiserver's --request-timeout). A write that hangs on a lost leader ends with
 	// 504 instead of holding its caller forever.
 	RequestTimeout time.Duration
+	// HandshakeTimeout is how long a new connection has for its TLS handshake and a
+	// request for its headers (net/http's ReadHeaderTimeout; default 30s). Once the
+	// handshake is done it must not bound the connection: long-lived watch connections
+	// outlive it by hours.
+	HandshakeTimeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// SkipBootstrap leaves out the default namespaces and RBAC roles created at start.
@@ -102,6 +107,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = time.Minute
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = 30 * time.Second
 	}
 	if c.Now == nil {
 		c.Now = time.Now

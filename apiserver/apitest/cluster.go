@@ -41,6 +41,8 @@ type Cluster struct {
 type Options struct {
 	Tokens      map[string]apiserver.UserInfo
 	ServiceCIDR string // default 10.96.0.0/16
+	// HandshakeTimeout is the servers' (default: apiserver's 30s).
+	HandshakeTimeout time.Duration
 }
 
 // Start starts n nodes and waits until every apiserver answers and the bootstrap
@@ -67,7 +69,7 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 			Store: node.Store(), ServingCert: serving.TLS, ClientCA: c.PKI.Pool, Tokens: opts.Tokens,
 			Logger:            logger.With("node", node.ID),
 			KubeletClientCert: c.KubeletClient.TLS, KubeletCA: c.PKI.Pool,
-			ServiceCIDR: opts.ServiceCIDR, ServiceAccountKey: saKey,
+			ServiceCIDR: opts.ServiceCIDR, ServiceAccountKey: saKey, HandshakeTimeout: opts.HandshakeTimeout,
 		})
 		if err != nil {
 			t.Fatalf("apiserver.New: %v", err)
