@@ -50,6 +50,9 @@ func (s *Server) followHub(ctx context.Context, ws *watchStream, sub *hubSub, se
 			return nil, err
 		}
 		ev := &metav1.WatchEvent{Type: string(typ), Object: runtime.RawExtension{Raw: raw.Bytes()}}
+		// The frame stays in the hub's ring with the event: sized at once, not doubled
+		// into up to twice what it holds.
+		frame.Grow(raw.Len() + 64)
 		sz := ws.mt.info.StreamSerializer
 		err := streaming.NewEncoder(sz.Framer.NewFrameWriter(&frame), sz.Serializer).Encode(ev)
 		return frame.Bytes(), err

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/skiff-dev/skiff/apiserver/apitest"
+	"github.com/skiff-dev/skiff/controllers/internal/trim"
 )
 
 // BenchmarkInformerHeap: what one informer over 3,000 pods keeps on the heap, as the
@@ -70,8 +71,20 @@ func BenchmarkInformerHeap(b *testing.B) {
 			f.Start(stop)
 			return inf
 		},
+		"typed-no-managed-fields": func(stop <-chan struct{}) cache.SharedIndexInformer { // the transform before parts were shared
+			f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(trim.ManagedFields))
+			inf := f.Core().V1().Pods().Informer()
+			f.Start(stop)
+			return inf
+		},
+		"typed-trimmed": func(stop <-chan struct{}) cache.SharedIndexInformer { // the controllers' shared informers
+			f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(trim.Object))
+			inf := f.Core().V1().Pods().Informer()
+			f.Start(stop)
+			return inf
+		},
 	}
-	for _, name := range []string{"dynamic", "metadata", "typed"} {
+	for _, name := range []string{"dynamic", "metadata", "typed", "typed-no-managed-fields", "typed-trimmed"} {
 		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
 				before := liveHeap()

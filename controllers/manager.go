@@ -111,7 +111,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	factory := informers.NewSharedInformerFactoryWithOptions(m.client, 0, informers.WithTransform(trim.ManagedFields))
+	factory := informers.NewSharedInformerFactoryWithOptions(m.client, 0, informers.WithTransform(trim.Object))
 	// The broadcaster outlives ctx: controllers still finishing a reconcile when leadership
 	// ends record their events into it, and the deferred Shutdown flushes it after they
 	// have all returned (stopped with ctx, it refused them: "broadcaster already stopped").

@@ -1,7 +1,20 @@
-// Package trim holds the informer transform that the controllers' caches share.
+// Package trim holds the informer transforms that lighten what the controllers' caches hold.
 package trim
 
-import "k8s.io/apimachinery/pkg/api/meta"
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+)
+
+// Object is the controllers' shared informers' transform: ManagedFields, and a pod's parts
+// that equal another pod's are that pod's (see sharer).
+func Object(obj any) (any, error) {
+	obj, err := ManagedFields(obj)
+	if pod, ok := obj.(*corev1.Pod); ok {
+		sharePod(pod)
+	}
+	return obj, err
+}
 
 // ManagedFields drops metadata.managedFields from an object as an informer stores it, as
 // kube-controller-manager's and kube-scheduler's informers do: no controller reads them,
