@@ -61,7 +61,7 @@ type Config struct {
 	// HandshakeTimeout is how long a new connection has for its TLS handshake and a
 	// request for its headers (net/http's ReadHeaderTimeout; default 30s). Once the
 	// handshake is done it must not bound the connection: long-lived watch connections
-	// outlive it by hours.
+	// outlive it by hours. Negative: no limit.
 	HandshakeTimeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time

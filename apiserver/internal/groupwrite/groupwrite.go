@@ -104,6 +104,8 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return 0, net.ErrClosed
 	case expired(c.deadline):
 		return 0, os.ErrDeadlineExceeded
+	case len(p) == 0: // nothing to send: must not open a batch under the current deadline
+		return 0, nil
 	}
 	if c.pending == nil {
 		c.pending, c.pendingDL = getBuffer(), c.deadline

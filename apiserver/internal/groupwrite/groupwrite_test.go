@@ -244,3 +244,27 @@ func TestClearedDeadlineDoesNotOutliveItsBytes(t *testing.T) {
 	server.Close()
 	readsExactly(t, client, []byte("world!"))
 }
+
+// An empty Write opens no batch: the next bytes go under the deadline in force when they
+// are written, not the one of the empty Write.
+func TestEmptyWriteKeepsNoDeadline(t *testing.T) {
+	server, client := tcpPair(t)
+	if err := server.SetWriteDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := server.Write(nil); n != 0 || err != nil {
+		t.Fatalf("empty Write: %d, %v", n, err)
+	}
+	if err := server.SetWriteDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if _, err := server.Write([]byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.Write([]byte("!")); err != nil { // an earlier write's error shows here
+		t.Fatalf("a write after the empty one's deadline failed: %v", err)
+	}
+	server.Close()
+	readsExactly(t, client, []byte("late!"))
+}

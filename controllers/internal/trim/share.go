@@ -12,7 +12,8 @@ import (
 )
 
 // maxShared bounds the table of shared parts; when it fills it is emptied and refilled
-// (parts already handed out stay with the pods that hold them).
+// (parts already handed out stay with the pods that hold them). Parts that are mostly one
+// pod's own (annotations) are not offered: they would only churn it.
 const maxShared = 4096
 
 // sharer hands out one copy of each distinct part that many pods have in equal measure: a
@@ -141,7 +142,6 @@ func shareOwners(pod *corev1.Pod) {
 // sharePod replaces the parts of pod that equal another pod's by that pod's.
 func sharePod(pod *corev1.Pod) {
 	pod.Labels = shareStrings("labels", pod.Labels)
-	pod.Annotations = shareStrings("annotations", pod.Annotations)
 	shareOwners(pod)
 	pod.Spec.NodeSelector = shareStrings("nodeSelector", pod.Spec.NodeSelector)
 	pod.Spec.Tolerations = shareTolerations(pod.Spec.Tolerations)
