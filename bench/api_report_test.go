@@ -253,3 +253,23 @@ func TestAPISteps(t *testing.T) {
 		t.Fatal("unknown scale accepted")
 	}
 }
+
+// A watch step's row is its run of median p99, and the note lists every run's p99.
+func TestMedianWatchRun(t *testing.T) {
+	run := func(p99ms int, started float64) watchRun {
+		return watchRun{s: Summary{P50: time.Millisecond, P99: time.Duration(p99ms) * time.Millisecond}, written: started}
+	}
+	med, p99s := medianWatchRun([]watchRun{run(550, 93), run(1803, 88), run(611, 94)})
+	if med.s.P99 != 611*time.Millisecond || med.written != 94 {
+		t.Errorf("median run: p99 %v, %.0f writes/s; want the 611 ms run", med.s.P99, med.written)
+	}
+	if p99s != "550.0, 1803.0, 611.0" {
+		t.Errorf("p99s %q", p99s)
+	}
+	if med, _ := medianWatchRun([]watchRun{run(200, 97)}); med.s.P99 != 200*time.Millisecond {
+		t.Errorf("one run: %v", med.s.P99)
+	}
+	if med, p99s := medianWatchRun(nil); med.s.P99 != 0 || p99s != "" {
+		t.Errorf("no runs: %v %q", med.s.P99, p99s)
+	}
+}

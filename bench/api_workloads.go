@@ -1,9 +1,11 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -387,4 +389,25 @@ func runPacedCreates(ctx context.Context, cs []kubernetes.Interface, ns string, 
 	}
 	wg.Wait()
 	return Summarize(t.lat, t.errs, time.Since(start))
+}
+
+// watchRun is one run of a watch fan-out step.
+type watchRun struct {
+	s       Summary
+	written float64
+}
+
+// medianWatchRun returns the run whose p99 is the median of the runs' (the upper one of
+// an even count), and every run's p99 in milliseconds, in run order, for the row's note.
+func medianWatchRun(runs []watchRun) (watchRun, string) {
+	if len(runs) == 0 {
+		return watchRun{}, ""
+	}
+	sorted := slices.Clone(runs)
+	slices.SortStableFunc(sorted, func(a, b watchRun) int { return cmp.Compare(a.s.P99, b.s.P99) })
+	p99s := make([]string, len(runs))
+	for i, r := range runs {
+		p99s[i] = strconv.FormatFloat(float64(r.s.P99)/float64(time.Millisecond), 'f', 1, 64)
+	}
+	return sorted[len(sorted)/2], strings.Join(p99s, ", ")
 }
