@@ -34,7 +34,7 @@ func newBenchAPICmd() *cobra.Command {
 simulated nodes (one skiff hollow-nodes process), drives it through client-go with protobuf
 (ConfigMap create/get/update/delete with 1 and 64 clients, and paced at --paced-rate; LIST of
 10,000 pods consistent / resourceVersion=0 / paginated by 500; watch fan-out with 100 and 1,000
-watchers at 100 writes/s; pods through Deployments, create to bound and to Running), runs kwok
+watchers at 100 writes/s, each --watch-runs times; pods through Deployments, create to bound and to Running), runs kwok
 (from the reference build) against it as a check, sums the servers' RSS, and stops it.
 With --peer k8s-reference it then does the same against upstream Kubernetes v1.32 (etcd,
 kube-apiserver, kube-controller-manager, kube-scheduler, kwok nodes) from
@@ -87,6 +87,7 @@ Every process it starts is stopped when it ends.`,
 	fl.IntVar(&o.WatchRate, "watch-rate", 100, "writes per second during the fan-out")
 	fl.IntVar(&o.PacedRate, "paced-rate", 500, "writes per second of the paced ConfigMap create row")
 	fl.IntVar(&o.ListRepeats, "list-repeats", 10, "lists per list mode")
+	fl.IntVar(&o.WatchRuns, "watch-runs", 3, "runs of each watch fan-out step; its row is the run of median p99")
 	fl.StringSliceVar(&o.Only, "only", nil, "run just these phases of each step (nodes, cm, paced, list, watch, schedule, rss, kwok; default all), e.g. --only watch --peer none")
 	return cmd
 }
