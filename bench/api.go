@@ -488,7 +488,7 @@ func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, 
 		var runs []watchRun
 		for i := 0; i < o.WatchRuns && err == nil && sctx.Err() == nil; i++ {
 			var r watchRun
-			r.s, r.written, err = runWatchFanout(sctx, cs, admin[0], "bench-watch", n, o.WatchRate, o.Duration)
+			r.s, r.written, err = runWatchFanout(sctx, cs, admin[0], "bench-watch", i, n, o.WatchRate, o.Duration)
 			if err == nil {
 				say("%s: watch fan-out, %d watchers, run %d of %d: p50 %s, p99 %s", name, n, i+1, o.WatchRuns,
 					r.s.P50.Round(100*time.Microsecond), r.s.P99.Round(100*time.Microsecond))

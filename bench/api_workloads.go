@@ -251,7 +251,8 @@ const sentAnnotation = "bench.skiff.dev/sent-unix-nano"
 // writes are paced, not closed-loop: a write starts on its tick whether or not the ones
 // before it have returned (up to a second's worth in flight), so that a server slowed by
 // the fan-out still gets its 100 writes a second; written says how many a second started.
-func runWatchFanout(ctx context.Context, cs []kubernetes.Interface, writer kubernetes.Interface, ns string, watchers, rate int, d time.Duration) (s Summary, written float64, err error) {
+// run numbers a step's runs, whose ConfigMaps must have names of their own.
+func runWatchFanout(ctx context.Context, cs []kubernetes.Interface, writer kubernetes.Interface, ns string, run, watchers, rate int, d time.Duration) (s Summary, written float64, err error) {
 	list, err := writer.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{Limit: 1})
 	if err != nil {
 		return Summary{}, 0, err
@@ -310,7 +311,7 @@ func runWatchFanout(ctx context.Context, cs []kubernetes.Interface, writer kuber
 	for i := 0; i < total && ctx.Err() == nil; i++ {
 		<-tick.C
 		inFlight <- struct{}{}
-		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("w%d-%d", watchers, i),
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("w%d-r%d-%d", watchers, run, i),
 			Annotations: map[string]string{sentAnnotation: strconv.FormatInt(time.Now().UnixNano(), 10)}}, Data: map[string]string{"v": "x"}}
 		writes.Go(func() {
 			defer func() { <-inFlight }()
