@@ -339,6 +339,11 @@ func freePorts(n int, taken map[int]bool) ([]int, error) {
 // caller and a Ctrl-C to the caller does not reach it), logging to p.LogFile. A process of
 // lc's gets its new pid written to cluster.json.
 func StartProcess(lc *LocalCluster, p *Process) error {
+	// A process killed a moment ago may not have exited yet and still hold its ports: an
+	// agent restarted right after a SIGKILL once failed to bind its gossip port.
+	if !waitGone(p.PID, 10*time.Second) {
+		return fmt.Errorf("cluster: %s (pid %d) is still running", p.Name, p.PID)
+	}
 	if err := os.MkdirAll(p.DataDir, 0o700); err != nil {
 		return err
 	}
@@ -371,6 +376,16 @@ func StartProcess(lc *LocalCluster, p *Process) error {
 		}
 	}
 	return nil
+}
+
+// waitGone waits, at most timeout, until pid is no longer a live process.
+func waitGone(pid int, timeout time.Duration) bool {
+	for end := time.Now().Add(timeout); processAlive(pid); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			return false
+		}
+	}
+	return true
 }
 
 func processAlive(pid int) bool {

@@ -1,0 +1,33 @@
+package cluster
+
+import (
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// waitGone returns once a killed process has exited (and been reaped), and reports a
+// process that does not exit in time: StartProcess waits on it before starting a process
+// again, so that the new one finds its ports free.
+func TestWaitGoneWaitsForAKilledProcess(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	if waitGone(pid, 100*time.Millisecond) {
+		t.Fatal("waitGone: a running process reported gone")
+	}
+	go func() { _ = cmd.Wait() }() // the reaper, as StartProcess runs one
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if !waitGone(pid, 5*time.Second) {
+		t.Fatal("waitGone: a killed process still reported alive after 5 s")
+	}
+	if !waitGone(0, time.Millisecond) {
+		t.Fatal("waitGone: no pid (a process never started) must not wait")
+	}
+}
