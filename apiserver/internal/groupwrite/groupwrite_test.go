@@ -235,14 +235,20 @@ func TestClearedDeadlineDoesNotOutliveItsBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(200 * time.Millisecond) // past the old deadline, with the writer idle
-	if _, err := server.Write([]byte("world")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := server.Write([]byte("!")); err != nil { // an earlier write's error shows here
-		t.Fatalf("a write after the cleared deadline failed: %v", err)
+	lateWritesArrive(t, server, client)
+}
+
+// lateWritesArrive writes twice on server, long after an old deadline (the second Write
+// returns an error of the first one's system call), closes it, and reads both at client.
+func lateWritesArrive(t *testing.T, server *Conn, client net.Conn) {
+	t.Helper()
+	for _, b := range []string{"late", "!"} {
+		if _, err := server.Write([]byte(b)); err != nil {
+			t.Fatalf("a write past an old deadline failed: %v", err)
+		}
 	}
 	server.Close()
-	readsExactly(t, client, []byte("world!"))
+	readsExactly(t, client, []byte("late!"))
 }
 
 // An empty Write opens no batch: the next bytes go under the deadline in force when they
@@ -259,12 +265,5 @@ func TestEmptyWriteKeepsNoDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(100 * time.Millisecond)
-	if _, err := server.Write([]byte("late")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := server.Write([]byte("!")); err != nil { // an earlier write's error shows here
-		t.Fatalf("a write after the empty one's deadline failed: %v", err)
-	}
-	server.Close()
-	readsExactly(t, client, []byte("late!"))
+	lateWritesArrive(t, server, client)
 }
