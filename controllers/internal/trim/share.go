@@ -120,7 +120,9 @@ func shareTolerations(ts []corev1.Toleration) []corev1.Toleration {
 		}
 		k.add(string(b))
 	}
-	return parts.share(k.String(), ts).([]corev1.Toleration)
+	// Clipped: an append to a shared slice (by code that broke the read-only contract)
+	// must copy rather than write into another pod's array.
+	return parts.share(k.String(), slices.Clip(ts)).([]corev1.Toleration)
 }
 
 func shareOwners(pod *corev1.Pod) {
@@ -136,7 +138,7 @@ func shareOwners(pod *corev1.Pod) {
 		}
 		k.add(string(b))
 	}
-	pod.OwnerReferences = parts.share(k.String(), refs).([]metav1.OwnerReference)
+	pod.OwnerReferences = parts.share(k.String(), slices.Clip(refs)).([]metav1.OwnerReference)
 }
 
 // sharePod replaces the parts of pod that equal another pod's by that pod's.
