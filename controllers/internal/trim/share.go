@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // maxShared bounds the table of shared parts; when it fills it is emptied and refilled
@@ -78,14 +77,9 @@ func shareResources(m corev1.ResourceList) corev1.ResourceList {
 		return m
 	}
 	k := newKey("resources")
-	names := make([]string, 0, len(m))
-	for name := range m {
-		names = append(names, string(name))
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		q := m[corev1.ResourceName(name)]
-		k.add(name).add(q.String())
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		q := m[name]
+		k.add(string(name)).add(q.String())
 	}
 	return parts.share(k.String(), m).(corev1.ResourceList)
 }
@@ -108,45 +102,33 @@ func sharePart[T any, P interface {
 	return parts.share(kind+"\x00"+string(b), p).(P)
 }
 
-func shareTolerations(ts []corev1.Toleration) []corev1.Toleration {
-	if len(ts) == 0 {
-		return ts
+// shareList shares a slice by its elements' protobuf encodings. Clipped: an append to a
+// shared slice (by code that broke the read-only contract) must copy rather than write
+// into another pod's array.
+func shareList[E any, P interface {
+	*E
+	marshaler
+}](kind string, list []E) []E {
+	if len(list) == 0 {
+		return list
 	}
-	k := newKey("tolerations")
-	for i := range ts {
-		b, err := ts[i].Marshal()
+	k := newKey(kind)
+	for i := range list {
+		b, err := P(&list[i]).Marshal()
 		if err != nil {
-			return ts
+			return list
 		}
 		k.add(string(b))
 	}
-	// Clipped: an append to a shared slice (by code that broke the read-only contract)
-	// must copy rather than write into another pod's array.
-	return parts.share(k.String(), slices.Clip(ts)).([]corev1.Toleration)
-}
-
-func shareOwners(pod *corev1.Pod) {
-	refs := pod.OwnerReferences
-	if len(refs) == 0 {
-		return
-	}
-	k := newKey("owners")
-	for i := range refs {
-		b, err := refs[i].Marshal()
-		if err != nil {
-			return
-		}
-		k.add(string(b))
-	}
-	pod.OwnerReferences = parts.share(k.String(), slices.Clip(refs)).([]metav1.OwnerReference)
+	return parts.share(k.String(), slices.Clip(list)).([]E)
 }
 
 // sharePod replaces the parts of pod that equal another pod's by that pod's.
 func sharePod(pod *corev1.Pod) {
 	pod.Labels = shareStrings("labels", pod.Labels)
-	shareOwners(pod)
+	pod.OwnerReferences = shareList("owners", pod.OwnerReferences)
 	pod.Spec.NodeSelector = shareStrings("nodeSelector", pod.Spec.NodeSelector)
-	pod.Spec.Tolerations = shareTolerations(pod.Spec.Tolerations)
+	pod.Spec.Tolerations = shareList("tolerations", pod.Spec.Tolerations)
 	pod.Spec.Affinity = sharePart("affinity", pod.Spec.Affinity)
 	pod.Spec.SecurityContext = sharePart("podSecurityContext", pod.Spec.SecurityContext)
 	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
