@@ -292,7 +292,7 @@ func watchStep(ctx context.Context, cancel context.CancelCauseFunc, sys apiSyste
 			case <-t.C:
 			}
 			for _, pid := range sys.PIDs() {
-				if !pidAlive(pid) {
+				if !cluster.ProcessAlive(pid) {
 					cancel(fmt.Errorf("%w: %s control-plane process %d exited", errStepStopped, sys.Name(), pid))
 					return
 				}

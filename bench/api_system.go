@@ -157,7 +157,7 @@ func (s *skiffSystem) StartNodes(ctx context.Context, _ kubernetes.Interface, n 
 		pids: pids,
 		alive: func() error {
 			for _, p := range procs {
-				if !pidAlive(p.PID) {
+				if !cluster.ProcessAlive(p.PID) {
 					return fmt.Errorf("a hollow-nodes process exited (end of %s:\n%s)", p.LogFile, tail(p.LogFile, 10))
 				}
 			}
@@ -214,21 +214,6 @@ func stopHollowNodes(procs []cluster.Process) {
 		wg.Go(func() { cluster.StopProcess(p.PID, 10*time.Second) })
 	}
 	wg.Wait()
-}
-
-// pidAlive says whether pid runs (a zombie does not).
-func pidAlive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// The state follows the command name in parentheses, which may hold spaces.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 || i+2 >= len(s) {
-		return false
-	}
-	return s[i+2] != 'Z' && s[i+2] != 'X'
 }
 
 // memAvailableMB is MemAvailable from /proc/meminfo.

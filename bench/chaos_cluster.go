@@ -198,9 +198,7 @@ func (c *chaosCluster) kill(name string) error {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		return fmt.Errorf("bench: kill %s (pid %d): %w", name, pid, err)
 	}
-	for i := 0; i < 100 && syscall.Kill(pid, 0) == nil && !zombie(pid); i++ {
-		time.Sleep(20 * time.Millisecond)
-	}
+	cluster.WaitGone(pid, 2*time.Second)
 	return nil
 }
 
@@ -275,16 +273,6 @@ func (c *chaosCluster) netem(name string, on bool) error {
 	return nil
 }
 
-// zombie reports whether pid has exited but not been reaped yet (or is gone).
-func zombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	_, rest, _ := strings.Cut(string(b), ") ")
-	return strings.HasPrefix(rest, "Z")
-}
-
 // exitedAfterRestart names the targets that are no longer running, with the panic or last
 // line of their logs: a server that cannot start again after a fault is the finding.
 func (c *chaosCluster) exitedAfterRestart(targets []string) string {
@@ -293,7 +281,7 @@ func (c *chaosCluster) exitedAfterRestart(targets []string) string {
 		c.mu.Lock()
 		p := c.proc(t)
 		c.mu.Unlock()
-		if p == nil || (syscall.Kill(c.pid(t), 0) == nil && !zombie(c.pid(t))) {
+		if p == nil || cluster.ProcessAlive(c.pid(t)) {
 			continue
 		}
 		last := ""

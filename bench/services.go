@@ -449,8 +449,8 @@ func (b *svcBench) restartAgent(ctx context.Context, lc *cluster.LocalCluster, a
 	if err := syscall.Kill(agent.PID, syscall.SIGKILL); err != nil {
 		return c, err
 	}
-	for syscall.Kill(agent.PID, 0) == nil {
-		time.Sleep(20 * time.Millisecond)
+	if !cluster.WaitGone(agent.PID, time.Minute) {
+		return c, fmt.Errorf("bench: agent %s (pid %d) still running a minute after SIGKILL", agent.Name, agent.PID)
 	}
 	offset := logSize(agent.LogFile)
 	start := time.Now()

@@ -29,7 +29,7 @@ func Down(dir string, purge bool, progress io.Writer) error {
 	order := append([]Process{}, lc.Processes...)
 	sort.SliceStable(order, func(i, j int) bool { return order[i].Role == "agent" && order[j].Role != "agent" })
 	for _, p := range order {
-		if !processAlive(p.PID) {
+		if !ProcessAlive(p.PID) {
 			continue
 		}
 		fmt.Fprintf(progress, "stopping %s %s (pid %d)\n", p.Role, p.Name, p.PID)
@@ -65,17 +65,11 @@ func Down(dir string, purge bool, progress io.Writer) error {
 // StopProcess sends SIGTERM, waits up to grace, then SIGKILLs.
 func StopProcess(pid int, grace time.Duration) {
 	_ = syscall.Kill(pid, syscall.SIGTERM)
-	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) {
-		if !processAlive(pid) {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+	if WaitGone(pid, grace) {
+		return
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)
-	for i := 0; i < 50 && processAlive(pid); i++ {
-		time.Sleep(100 * time.Millisecond)
-	}
+	WaitGone(pid, 5*time.Second)
 }
 
 // unmountUnder lazily unmounts every mount point below dir, deepest first.

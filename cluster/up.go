@@ -163,7 +163,7 @@ func Up(ctx context.Context, cfg UpConfig) (*LocalCluster, error) {
 		if p.Role != "server" {
 			continue
 		}
-		if processAlive(p.PID) {
+		if ProcessAlive(p.PID) {
 			say("server %s already running (pid %d)", p.Name, p.PID)
 			continue
 		}
@@ -183,7 +183,7 @@ func Up(ctx context.Context, cfg UpConfig) (*LocalCluster, error) {
 	}
 	for i := range lc.Processes {
 		p := &lc.Processes[i]
-		if p.Role != "agent" || processAlive(p.PID) {
+		if p.Role != "agent" || ProcessAlive(p.PID) {
 			continue
 		}
 		if err := writeNodeKubeconfig(lc, keys, p); err != nil {
@@ -341,7 +341,7 @@ func freePorts(n int, taken map[int]bool) ([]int, error) {
 func StartProcess(lc *LocalCluster, p *Process) error {
 	// A process killed a moment ago may not have exited yet and still hold its ports: an
 	// agent restarted right after a SIGKILL once failed to bind its gossip port.
-	if !waitGone(p.PID, 10*time.Second) {
+	if !WaitGone(p.PID, 10*time.Second) {
 		return fmt.Errorf("cluster: %s (pid %d) is still running", p.Name, p.PID)
 	}
 	if err := os.MkdirAll(p.DataDir, 0o700); err != nil {
@@ -378,9 +378,9 @@ func StartProcess(lc *LocalCluster, p *Process) error {
 	return nil
 }
 
-// waitGone waits, at most timeout, until pid is no longer a live process.
-func waitGone(pid int, timeout time.Duration) bool {
-	for end := time.Now().Add(timeout); processAlive(pid); time.Sleep(20 * time.Millisecond) {
+// WaitGone waits, at most timeout, until pid is no longer a live process.
+func WaitGone(pid int, timeout time.Duration) bool {
+	for end := time.Now().Add(timeout); ProcessAlive(pid); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(end) {
 			return false
 		}
@@ -388,18 +388,24 @@ func waitGone(pid int, timeout time.Duration) bool {
 	return true
 }
 
-func processAlive(pid int) bool {
+// ProcessAlive reports whether pid is a running process (not a zombie).
+func ProcessAlive(pid int) bool {
 	if pid <= 0 {
 		return false
 	}
 	if syscall.Kill(pid, 0) != nil {
 		return false
 	}
-	// A zombie or a recycled pid of another program does not count.
+	// A zombie (or a dead task) does not count. The state follows the command name in
+	// parentheses, which may hold spaces.
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return false
 	}
-	fields := strings.Fields(string(b))
-	return len(fields) > 2 && fields[2] != "Z"
+	st := string(b)
+	i := strings.LastIndexByte(st, ')')
+	if i < 0 || i+2 >= len(st) {
+		return false
+	}
+	return st[i+2] != 'Z' && st[i+2] != 'X'
 }
