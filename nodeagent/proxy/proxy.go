@@ -118,20 +118,25 @@ func New(cfg Config) (*Proxier, error) {
 	if err := sliceInf.Informer().AddIndexers(cache.Indexers{sliceIndex: sliceService}); err != nil {
 		return nil, fmt.Errorf("proxy: EndpointSlice index: %w", err)
 	}
-	p.services = &informerLister{svc: svcInf.Lister(), slice: sliceInf.Informer().GetIndexer(), synced: []cache.InformerSynced{
-		svcInf.Informer().HasSynced, sliceInf.Informer().HasSynced,
-	}}
 	h := cache.ResourceEventHandlerFuncs{
 		AddFunc:    p.onObject,
 		UpdateFunc: func(_, obj any) { p.onObject(obj) },
 		DeleteFunc: p.onObject,
 	}
-	if _, err := svcInf.Informer().AddEventHandler(h); err != nil {
+	svcReg, err := svcInf.Informer().AddEventHandler(h)
+	if err != nil {
 		return nil, err
 	}
-	if _, err := sliceInf.Informer().AddEventHandler(h); err != nil {
+	sliceReg, err := sliceInf.Informer().AddEventHandler(h)
+	if err != nil {
 		return nil, err
 	}
+	// Synced when the handlers have seen every object of the first list, not when the
+	// informer says so: an informer reports synced as it pops its last initial object,
+	// before that object is in its store, and a first sync then missed a Service.
+	p.services = &informerLister{svc: svcInf.Lister(), slice: sliceInf.Informer().GetIndexer(), synced: []cache.InformerSynced{
+		svcReg.HasSynced, sliceReg.HasSynced,
+	}}
 	return p, nil
 }
 
