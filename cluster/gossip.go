@@ -7,7 +7,10 @@ import (
 	"log"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -40,6 +43,9 @@ type gossipConfig struct {
 	LogOutput     io.Writer
 }
 
+// bindRetry is how long newGossip retries a gossip port that is in use.
+const bindRetry = 10 * time.Second
+
 func newGossip(cfg gossipConfig, self Member) (*gossip, error) {
 	g := &gossip{self: self, changed: make(chan struct{})}
 	mc := memberlist.DefaultLANConfig()
@@ -59,7 +65,15 @@ func newGossip(cfg gossipConfig, self Member) (*gossip, error) {
 	mc.Delegate = g
 	mc.Events = g
 	mc.Logger = log.New(cfg.LogOutput, "memberlist: ", 0)
-	ml, err := memberlist.Create(mc)
+	// A process restarted at once after a crash may find its port still held for a moment
+	// (an agent killed with -9 and started again failed so in CI): retry for a while.
+	var ml *memberlist.Memberlist
+	for end := time.Now().Add(bindRetry); ; time.Sleep(100 * time.Millisecond) {
+		// memberlist formats the listen error with %v: its text is all there is to test.
+		if ml, err = memberlist.Create(mc); err == nil || !strings.Contains(err.Error(), syscall.EADDRINUSE.Error()) || time.Now().After(end) {
+			break
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cluster: gossip: %w", err)
 	}
