@@ -81,7 +81,7 @@ type selector struct {
 func (sel *selector) everything() bool { return sel.labels.Empty() && sel.fields.Empty() }
 
 // picks says whether an object with these labels and selectable fields is selected.
-func (sel *selector) picks(l labels.Set, f fields.Set) bool {
+func (sel *selector) picks(l labels.Labels, f fields.Fields) bool {
 	return sel.labels.Matches(l) && sel.fields.Matches(f)
 }
 
@@ -134,7 +134,7 @@ func (s *Server) matches(rs *Resource, sel *selector, obj runtime.Object) bool {
 	if err != nil {
 		return false
 	}
-	return sel.picks(m.GetLabels(), s.fieldSet(rs, obj))
+	return sel.picks(labels.Set(m.GetLabels()), s.fieldSet(rs, obj))
 }
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request, q *request) {

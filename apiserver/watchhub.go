@@ -99,7 +99,7 @@ func (t *hubTrigger) fires(ev *hubEvent) bool {
 	if ev.prevBad {
 		return true
 	}
-	return (ev.cur != nil && cur.fields[t.field] == t.value) || (ev.prevKV != nil && prev.fields[t.field] == t.value)
+	return (ev.cur != nil && cur.fields.Get(t.field) == t.value) || (ev.prevKV != nil && prev.fields.Get(t.field) == t.value)
 }
 
 // frameKey says which stream frame of an event a watcher needs: the event type, which
@@ -248,10 +248,10 @@ func (h *watchHub) offer(he *hubEvent) {
 	for f := range h.fields {
 		var was string
 		if he.prevKV != nil {
-			was = prev.fields[f]
+			was = prev.fields.Get(f)
 			give(h.triggered[triggerKey{f, was}])
 		}
-		if now := cur.fields[f]; he.cur != nil && (he.prevKV == nil || now != was) {
+		if now := cur.fields.Get(f); he.cur != nil && (he.prevKV == nil || now != was) {
 			give(h.triggered[triggerKey{f, now}])
 		}
 	}
