@@ -63,6 +63,11 @@ type Config struct {
 	// handshake is done it must not bound the connection: long-lived watch connections
 	// outlive it by hours. Negative: no limit.
 	HandshakeTimeout time.Duration
+	// MaxRequestsInflight and MaxMutatingRequestsInflight bound the reads and the writes a
+	// server works on at once (kube-apiserver's flags of those names; default 400 and 200;
+	// negative: no bound). Further requests wait up to a quarter of RequestTimeout, then get
+	// 429. Watches and other long-running requests, and system:masters, are not counted.
+	MaxRequestsInflight, MaxMutatingRequestsInflight int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// SkipBootstrap leaves out the default namespaces and RBAC roles created at start.
@@ -110,6 +115,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = 30 * time.Second
+	}
+	if c.MaxRequestsInflight == 0 {
+		c.MaxRequestsInflight = 400
+	}
+	if c.MaxMutatingRequestsInflight == 0 {
+		c.MaxMutatingRequestsInflight = 200
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -19,6 +19,10 @@ type metrics struct {
 	// the node's shared stream of its resource to its flush to one watcher, once per event
 	// and watcher. Against a client's delay it tells the server's share from the client's.
 	delivery prometheus.Histogram
+	// inflight and dropped are kube-apiserver's gauges of the requests counted against
+	// --max-requests-inflight and --max-mutating-requests-inflight, and of those refused.
+	inflight *prometheus.GaugeVec
+	dropped  *prometheus.CounterVec
 }
 
 // collectorsProvider is implemented by *raftstore.Store.
@@ -44,8 +48,14 @@ func newMetrics(ext prometheus.Registerer, store Store) (*metrics, error) {
 			Help:    "From a watch event's arrival at the node's shared stream to its flush to a watcher, per event and watcher.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
+		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "apiserver_current_inflight_requests", Help: "Requests being served that count against the in-flight limits, by kind (readOnly, mutating).",
+		}, []string{"request_kind"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "apiserver_dropped_requests_total", Help: "Requests refused with 429 after waiting for an in-flight slot, by kind (readOnly, mutating).",
+		}, []string{"request_kind"}),
 	}
-	cs := []prometheus.Collector{m.requests, m.latency, m.watchers, m.delivery}
+	cs := []prometheus.Collector{m.requests, m.latency, m.watchers, m.delivery, m.inflight, m.dropped}
 	if p, ok := store.(collectorsProvider); ok {
 		cs = append(cs, p.Collectors()...)
 	}

@@ -16,14 +16,15 @@ import (
 
 // Server serves the Kubernetes API of one control node.
 type Server struct {
-	cfg     Config
-	codecs  *codecs
-	reg     *registry
-	objs    *objectStore
-	metrics *metrics
-	authz   *authorizer
-	openapi *openAPI
-	fms     fieldManagers
+	cfg      Config
+	codecs   *codecs
+	reg      *registry
+	objs     *objectStore
+	metrics  *metrics
+	authz    *authorizer
+	openapi  *openAPI
+	inflight *inflight
+	fms      fieldManagers
 	// patchMetas holds each resource's strategic merge patch schema (*Resource -> LookupPatchMeta).
 	patchMetas sync.Map
 	handler    http.Handler
@@ -60,6 +61,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.authz = newAuthorizer(s)
+	s.inflight = newInflight(cfg.MaxRequestsInflight, cfg.MaxMutatingRequestsInflight, cfg.RequestTimeout/4, s.metrics)
 	s.hubs = &watchHubs{s: s}
 	if s.openapi, err = newOpenAPI(s); err != nil {
 		return nil, err
@@ -137,7 +139,7 @@ func (s *Server) routes() http.Handler {
 		r.Handle(path+"/*", h)
 	}
 	r.Group(func(r chi.Router) {
-		r.Use(s.authenticate, s.authorize)
+		r.Use(s.authenticate, s.inflight.limit, s.authorize)
 		r.Get("/version", s.serveVersion)
 		r.Handle("/metrics", s.metrics.handler())
 		// Profiles: a non-resource path that only cluster-admin's "*" rule (and
@@ -162,5 +164,5 @@ func (s *Server) routes() http.Handler {
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, toStatus(errMethodNotAllowed(r), groupResourceNone, ""))
 	})
-	return growWriteStacks(r)
+	return r
 }

@@ -1,18 +1,5 @@
 package apiserver
 
-import "net/http"
-
-// growWriteStacks grows the stack of every request but a GET (reads are light, and
-// thousands of watches wait shallow) before anything else runs on it: see growStack.
-func growWriteStacks(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet {
-			growStack()
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
 // growStack gives the calling goroutine a stack of at least 32 KiB at once. net/http starts
 // every request on a new goroutine whose stack is small (the runtime's average over all
 // goroutines, which thousands of idle watchers keep low), and a write's field management

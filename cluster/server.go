@@ -38,6 +38,9 @@ type ServerConfig struct {
 	// ServiceCIDR is where Services' cluster IPs come from (default 10.96.0.0/16); every
 	// server of a cluster must have the same.
 	ServiceCIDR string
+	// MaxRequestsInflight and MaxMutatingRequestsInflight bound the API requests served at
+	// once (apiserver.Config's; 0: 400 and 200, negative: none).
+	MaxRequestsInflight, MaxMutatingRequestsInflight int
 
 	// DeadServerTimeout: a server gone longer is removed from Raft, if quorum survives.
 	DeadServerTimeout time.Duration // default 2m
@@ -196,15 +199,17 @@ func (s *Server) openAPI() error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(s.store.Collectors()...)
 	api, err := apiserver.New(apiserver.Config{
-		Store:             s.store,
-		ServingCert:       tc,
-		KubeletClientCert: kubeletCert,
-		ServiceCIDR:       cfg.ServiceCIDR,
-		ServiceAccountKey: s.keys.ServiceAccountKey,
-		ClientCA:          s.keys.CAPool(),
-		Logger:            s.log,
-		Metrics:           reg,
-		Unauthenticated:   map[string]http.Handler{joinPath: s.joinHandler()},
+		Store:                       s.store,
+		ServingCert:                 tc,
+		KubeletClientCert:           kubeletCert,
+		ServiceCIDR:                 cfg.ServiceCIDR,
+		ServiceAccountKey:           s.keys.ServiceAccountKey,
+		MaxRequestsInflight:         cfg.MaxRequestsInflight,
+		MaxMutatingRequestsInflight: cfg.MaxMutatingRequestsInflight,
+		ClientCA:                    s.keys.CAPool(),
+		Logger:                      s.log,
+		Metrics:                     reg,
+		Unauthenticated:             map[string]http.Handler{joinPath: s.joinHandler()},
 	})
 	if err != nil {
 		ln.Close()

@@ -43,6 +43,9 @@ type Options struct {
 	ServiceCIDR string // default 10.96.0.0/16
 	// HandshakeTimeout is the servers' (default: apiserver's 30s).
 	HandshakeTimeout time.Duration
+	// RequestTimeout and MaxMutatingRequestsInflight are the servers' (default: apiserver's).
+	RequestTimeout              time.Duration
+	MaxMutatingRequestsInflight int
 }
 
 // Start starts n nodes and waits until every apiserver answers and the bootstrap
@@ -70,6 +73,7 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 			Logger:            logger.With("node", node.ID),
 			KubeletClientCert: c.KubeletClient.TLS, KubeletCA: c.PKI.Pool,
 			ServiceCIDR: opts.ServiceCIDR, ServiceAccountKey: saKey, HandshakeTimeout: opts.HandshakeTimeout,
+			RequestTimeout: opts.RequestTimeout, MaxMutatingRequestsInflight: opts.MaxMutatingRequestsInflight,
 		})
 		if err != nil {
 			t.Fatalf("apiserver.New: %v", err)

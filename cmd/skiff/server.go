@@ -65,6 +65,8 @@ func newServerCmd() *cobra.Command {
 	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 0, "form a new cluster once this many servers find each other")
 	f.DurationVar(&cfg.DeadServerTimeout, "dead-server-timeout", 0, "remove a server dead this long, if quorum survives (default 2m)")
 	f.StringVar(&cfg.ServiceCIDR, "service-cidr", "10.96.0.0/16", "Services' cluster IP range (the same on every server); its first address is the kubernetes Service's")
+	f.IntVar(&cfg.MaxRequestsInflight, "max-requests-inflight", 400, "API reads served at once; more wait their turn, then get 429 (watches and system:masters not counted; negative: no limit)")
+	f.IntVar(&cfg.MaxMutatingRequestsInflight, "max-mutating-requests-inflight", 200, "API writes served at once; more wait their turn, then get 429 (system:masters not counted; negative: no limit)")
 	f.StringSliceVar(&controllersFlag, "controllers", []string{"*"}, "controllers to run: * for all, -name to disable one")
 	f.DurationVar(&controllerOptions.NodeMonitorGracePeriod, "node-monitor-grace-period", 0, "how long a node may be silent before it is marked Unknown and tainted (default 40s)")
 	f.DurationVar(&controllerOptions.NodeMonitorPeriod, "node-monitor-period", 0, "how often the node lifecycle controller checks node health (default 5s)")
