@@ -3,6 +3,7 @@ package trim
 import (
 	"reflect"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -27,6 +28,10 @@ func decoded(t *testing.T, pod *corev1.Pod) *corev1.Pod {
 func deploymentPod(name, node, cpu string) *corev1.Pod {
 	yes := true
 	expire := int64(3607)
+	started := metav1.Date(2026, 11, 24, 11, 0, 0, 0, time.UTC)
+	if cpu != "10m" {
+		started = metav1.Date(2026, 11, 24, 11, 0, 1, 0, time.UTC)
+	}
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns",
 			Labels:          map[string]string{"app": "web", "pod-template-hash": "5d8f7c9b6"},
@@ -42,6 +47,10 @@ func deploymentPod(name, node, cpu string) *corev1.Pod {
 			Volumes: []corev1.Volume{{Name: "kube-api-access-" + name, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 				Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: &expire}}}}}}},
 		},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0." + name, Conditions: []corev1.PodCondition{
+			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: started},
+			{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: started},
+		}},
 	}
 }
 
@@ -70,6 +79,7 @@ func TestPodsShareTheirEqualParts(t *testing.T) {
 		"requests":    {a.Spec.Containers[0].Resources.Requests, b.Spec.Containers[0].Resources.Requests},
 		"tolerations": {a.Spec.Tolerations, b.Spec.Tolerations},
 		"projected":   {a.Spec.Volumes[0].Projected, b.Spec.Volumes[0].Projected},
+		"conditions":  {a.Status.Conditions, b.Status.Conditions},
 	} {
 		if !samePointer(pair[0], pair[1]) {
 			t.Errorf("%s: equal but not shared", what)
@@ -77,6 +87,9 @@ func TestPodsShareTheirEqualParts(t *testing.T) {
 	}
 	if samePointer(a.Spec.Containers[0].Resources.Requests, other.Spec.Containers[0].Resources.Requests) {
 		t.Error("different requests shared")
+	}
+	if samePointer(a.Status.Conditions, other.Status.Conditions) {
+		t.Error("conditions of another second shared")
 	}
 	if !samePointer(a.Labels, other.Labels) {
 		t.Error("labels of a third pod not shared")
