@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 )
@@ -33,8 +34,14 @@ type ScaleOptions struct {
 	Out    string // result.json, summary.md, and the cluster (its logs are kept) go here
 	Binary string // the skiff binary the servers and the hollow nodes run
 	Nodes  int    // hollow nodes, in hollow-nodes processes of at most hollowNodesPerProcess
-	Pods   int
-	Via    string // "deployments" (1,000 replicas each, created at once) or "pods" (32 writers)
+	// KwokDir, when set, is a directory holding kwok and kwok-stages.yaml (the reference
+	// build's bin/): the nodes are then kwok's, as upstream's are in bench api, instead of
+	// skiff's hollow agents. kwok's nodes renew Leases and report status (every 10 s and as
+	// its stages say) from one process that costs next to nothing, so the machine's CPU goes
+	// to the control plane being measured.
+	KwokDir string
+	Pods    int
+	Via     string // "deployments" (1,000 replicas each, created at once) or "pods" (32 writers)
 	// RaftHeartbeat, if set, restarts the servers with --raft-heartbeat-timeout.
 	RaftHeartbeat time.Duration
 	NodesTimeout  time.Duration // for every node to be Ready (default 5 min, or 0.36 s a node)
@@ -93,6 +100,13 @@ func (o *ScaleOptions) validate() error {
 	case o.Via != scalePodsViaDep && o.Via != scalePodsDirect:
 		return fmt.Errorf("bench scale: --via %q: deployments or pods", o.Via)
 	}
+	if o.KwokDir != "" {
+		for _, f := range []string{"kwok", "kwok-stages.yaml"} {
+			if _, err := os.Stat(filepath.Join(o.KwokDir, f)); err != nil {
+				return fmt.Errorf("bench scale: --kwok: %s is missing (bench api --peer k8s-reference builds it)", filepath.Join(o.KwokDir, f))
+			}
+		}
+	}
 	return nil
 }
 
@@ -125,7 +139,10 @@ func RunScale(ctx context.Context, o ScaleOptions) (*ScaleResult, error) {
 		return nil, fmt.Errorf("bench scale: %s holds a cluster already (another run's, or one killed before it cleaned up: skiff down --purge --dir %s)", clusterDir, clusterDir)
 	}
 	say := func(f string, a ...any) { fmt.Fprintf(o.Progress, "scale: "+f+"\n", a...) }
-	res := &ScaleResult{Command: o.Command, Machine: machineNow(), Nodes: o.Nodes, Pods: o.Pods, Via: o.Via, Phase: "start"}
+	res := &ScaleResult{Command: o.Command, Machine: machineNow(), Nodes: o.Nodes, Pods: o.Pods, Via: o.Via, Phase: "start", Simulator: simHollow}
+	if o.KwokDir != "" {
+		res.Simulator = simKwok
+	}
 	if o.RaftHeartbeat > 0 {
 		res.RaftHeartbeat = o.RaftHeartbeat.String()
 	}
@@ -140,7 +157,7 @@ func RunScale(ctx context.Context, o ScaleOptions) (*ScaleResult, error) {
 	defer func() {
 		mon.stop()
 		if fleet := getFleet(); fleet != nil {
-			say("stopping the hollow nodes")
+			say("stopping the %s nodes", res.Simulator)
 			fleet.Stop()
 		}
 		say("stopping the servers (logs kept in %s-logs)", sys.dir)
@@ -194,15 +211,20 @@ func RunScale(ctx context.Context, o ScaleOptions) (*ScaleResult, error) {
 	res.Phase = "nodes"
 	mon.setPhase("nodes")
 	nodesStart := time.Now()
-	f, err := sys.StartNodes(sctx, admin[0], o.Nodes)
+	var f nodeFleet
+	if o.KwokDir != "" {
+		f, err = startKwokFleet(sctx, sys, admin[0], o.KwokDir, o.Nodes, say)
+	} else {
+		f, err = sys.StartNodes(sctx, admin[0], o.Nodes)
+	}
 	if err != nil {
-		return end(fmt.Errorf("the hollow nodes did not start: %w", err))
+		return end(fmt.Errorf("the %s nodes did not start: %w", res.Simulator, err))
 	}
 	fleetMu.Lock()
 	fleet = f
 	fleetMu.Unlock()
 	if ff, ok := f.(fleetFunc); ok {
-		mon.setHollow(ff.pids)
+		mon.setHollow(res.Simulator, ff.pids)
 	}
 	if err := waitNodesReady(sctx, admin[0], "", o.Nodes, o.NodesTimeout, func(f string, a ...any) { say("nodes: "+f, a...) }); err != nil {
 		if sctx.Err() != nil {
@@ -390,7 +412,8 @@ type scaleMonitor struct {
 
 	mu      sync.Mutex
 	servers []scaleServer
-	hollow  []int // pids of the hollow-nodes processes, none until they run
+	hollow  []int  // pids of the node simulator's processes, none until they run
+	simName string // and its name in the report
 	phase   string
 	counts  func() podCounts
 	samples []ScaleSample
@@ -433,8 +456,12 @@ func (m *scaleMonitor) addServers(sys *skiffSystem, cfgs []*rest.Config) ([]scal
 	return m.servers, nil
 }
 
-func (m *scaleMonitor) setPhase(p string)    { m.mu.Lock(); m.phase = p; m.mu.Unlock() }
-func (m *scaleMonitor) setHollow(pids []int) { m.mu.Lock(); m.hollow = pids; m.mu.Unlock() }
+func (m *scaleMonitor) setPhase(p string) { m.mu.Lock(); m.phase = p; m.mu.Unlock() }
+func (m *scaleMonitor) setHollow(name string, pids []int) {
+	m.mu.Lock()
+	m.simName, m.hollow = name, pids
+	m.mu.Unlock()
+}
 func (m *scaleMonitor) setCounts(f func() podCounts) {
 	m.mu.Lock()
 	m.counts = f
@@ -633,7 +660,39 @@ func (m *scaleMonitor) report(r *ScaleResult) {
 		r.Servers = append(r.Servers, sm)
 	}
 	if len(m.hollow) > 0 {
-		h := mem(len(m.servers), "hollow-nodes")
+		h := mem(len(m.servers), m.simName)
 		r.Hollow = &h
 	}
+}
+
+// The node simulators bench scale runs.
+const (
+	simHollow = "hollow-nodes"
+	simKwok   = "kwok"
+)
+
+// startKwokFleet runs the reference's kwok against the cluster, as bench api's kwok check
+// does, and creates n nodes for it to manage (kwok-node-0 ...).
+func startKwokFleet(ctx context.Context, sys *skiffSystem, client kubernetes.Interface, dir string, n int, say func(string, ...any)) (nodeFleet, error) {
+	logPath := filepath.Join(sys.dir, "kwok.log")
+	p, err := startKwok(dir, sys.Kubeconfig(), logPath)
+	if err != nil {
+		return nil, err
+	}
+	say("kwok (pid %d), log %s; creating %d kwok nodes", p.cmd.Process.Pid, logPath, n)
+	fleet := fleetFunc{
+		pids: []int{p.cmd.Process.Pid},
+		alive: func() error {
+			if ended, _ := p.exited(); ended {
+				return p.failure()
+			}
+			return nil
+		},
+		stop: func() { p.stop(10 * time.Second) },
+	}
+	if err := createKwokNodes(ctx, client, 0, n); err != nil {
+		fleet.Stop()
+		return nil, err
+	}
+	return fleet, nil
 }

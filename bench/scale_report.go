@@ -15,6 +15,8 @@ type ScaleResult struct {
 	Nodes   int     `json:"nodes"`
 	Pods    int     `json:"pods"`
 	Via     string  `json:"via"` // "deployments" or "pods"
+	// Simulator is what the nodes are: "hollow-nodes" (skiff's agents) or "kwok".
+	Simulator string `json:"simulator"`
 	// RaftHeartbeat is the servers' --raft-heartbeat-timeout ("" for their default).
 	RaftHeartbeat string `json:"raft_heartbeat_timeout,omitempty"`
 
@@ -50,7 +52,7 @@ type ScaleResult struct {
 	APIFrom   string        `json:"api_measured"` // how and where the latency was measured
 
 	Servers []ScaleMemory `json:"servers"`
-	Hollow  *ScaleMemory  `json:"hollow_nodes,omitempty"` // the hollow-nodes processes, summed
+	Hollow  *ScaleMemory  `json:"hollow_nodes,omitempty"` // the node simulator's processes (hollow-nodes or kwok), summed
 	// MinMemAvailableMB is the machine's lowest MemAvailable seen.
 	MinMemAvailableMB float64       `json:"min_mem_available_mb"`
 	Timeline          []ScaleSample `json:"timeline"`
@@ -172,7 +174,11 @@ func p99Text(v float64, above bool) string {
 // Markdown is summary.md, also the printed table.
 func (r *ScaleResult) Markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# skiff bench scale: %d hollow nodes, %d pods (%s)\n\n", r.Nodes, r.Pods, r.Via)
+	sim := "hollow"
+	if r.Simulator == simKwok {
+		sim = "kwok"
+	}
+	fmt.Fprintf(&b, "# skiff bench scale: %d %s nodes, %d pods (%s)\n\n", r.Nodes, sim, r.Pods, r.Via)
 	fmt.Fprintf(&b, "`%s`  \n%s, %d cores, %.0f MB; load average %.1f at the start, %.1f at the end",
 		r.Command, r.Machine.Date, r.Machine.Cores, r.Machine.MemTotalMB, r.Machine.LoadStart[0], r.Machine.LoadEnd[0])
 	if r.RaftHeartbeat != "" {

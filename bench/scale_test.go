@@ -161,7 +161,7 @@ func TestVerbRowsLeaveOutWhatTheSLOLeavesOut(t *testing.T) {
 
 func TestScaleSummarySaysWhatHappened(t *testing.T) {
 	conv := 312.5
-	r := &ScaleResult{Command: "skiff bench scale --nodes 100 --pods 3000", Nodes: 100, Pods: 3000, Via: "deployments",
+	r := &ScaleResult{Command: "skiff bench scale --nodes 100 --pods 3000", Nodes: 100, Pods: 3000, Via: "deployments", Simulator: simHollow,
 		Converged: true, Phase: "done", ConvergedSeconds: &conv, Created: 3000, Bound: 3000, Running: 3000,
 		Scheduling:    &SchedulerResult{PodsPerSecond: 41.2, BoundIn: 72.8, P50Ms: 900, P99Ms: 4100},
 		LeaderChanges: 2,
@@ -170,7 +170,7 @@ func TestScaleSummarySaysWhatHappened(t *testing.T) {
 		Servers:       []ScaleMemory{{Name: "skiff-1", PeakMB: 1200, SteadyMB: 800, Leader: true}},
 		Hollow:        &ScaleMemory{Name: "hollow-nodes", PeakMB: 300, SteadyMB: 250}}
 	md := r.Markdown()
-	for _, want := range []string{"**Converged**: every pod Running after 312.5 s", "41.2 pods bound/s", "| create | 9000 | 0 | 12 | 80 | > 8192 |",
+	for _, want := range []string{"# skiff bench scale: 100 hollow nodes, 3000 pods", "**Converged**: every pod Running after 312.5 s", "41.2 pods bound/s", "| create | 9000 | 0 | 12 | 80 | > 8192 |",
 		"SLO missed by 1 of 1", "create pods p99 > 8192 ms", "| skiff-1 (leader at the end) | 1200 | 800 |", "| leader changes (Raft terms) during the ramp | 2 |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("summary lacks %q:\n%s", want, md)
@@ -178,8 +178,10 @@ func TestScaleSummarySaysWhatHappened(t *testing.T) {
 	}
 
 	r.Converged, r.ConvergedSeconds, r.Phase, r.Stopped = false, nil, "ramp", "no pod was created, bound or became Running for 5m0s"
+	r.Simulator, r.Hollow.Name = simKwok, simKwok
 	md = r.Markdown()
-	for _, want := range []string{"**Not converged** (stopped in phase ramp): no pod was created", "| time to full convergence | not reached |"} {
+	for _, want := range []string{"# skiff bench scale: 100 kwok nodes", "| kwok (100 nodes, not the control plane) |",
+		"**Not converged** (stopped in phase ramp): no pod was created", "| time to full convergence | not reached |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("summary lacks %q:\n%s", want, md)
 		}

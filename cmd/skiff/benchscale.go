@@ -16,8 +16,8 @@ func newBenchScaleCmd() *cobra.Command {
 		Short: "Scale mode: a fresh three-server cluster, K hollow nodes, P pods to Running",
 		Long: `Starts a fresh cluster of three server processes under --out (as skiff up) and one
 process of --nodes hollow node agents (the real agent code with a runtime that only
-pretends; each renews its Lease every 10 s, as the kubelet), waits for every node to be
-Ready, then creates --pods pods (--via deployments: Deployments of 1,000 replicas created
+pretends; each renews its Lease every 10 s, as the kubelet) or, with --kwok, kwok's nodes
+(as upstream's in bench api), waits for every node to be Ready, then creates --pods pods (--via deployments: Deployments of 1,000 replicas created
 at once; --via pods: bare pods from 32 writers) and follows them until every one is Running
 as its node's agent reported it. Reports the API latency by verb during that ramp from the
 servers' own request-duration histograms (/metrics, read before and after, as
@@ -48,6 +48,7 @@ OUT/cluster-logs. Everything it starts is stopped when it ends or is interrupted
 	f.StringVar(&o.Out, "out", "bench-scale", "directory for result.json, summary.md, and the cluster while it runs")
 	f.IntVar(&o.Nodes, "nodes", 1000, fmt.Sprintf("hollow nodes (at most %d)", bench.ScaleMaxNodes))
 	f.IntVar(&o.Pods, "pods", 30000, fmt.Sprintf("pods (at most %d)", bench.ScaleMaxPods))
+	f.StringVar(&o.KwokDir, "kwok", "", "nodes by kwok, as upstream's in bench api: the directory of its binary and kwok-stages.yaml (the reference build's bin/, e.g. /tmp/k8s-reference/bin); default: skiff's hollow nodes")
 	f.StringVar(&o.Via, "via", "deployments", "how the pods are made: deployments (1,000 replicas each, at once) or pods (directly, 32 writers)")
 	f.DurationVar(&o.RaftHeartbeat, "raft-heartbeat-timeout", 0, "restart the servers with this --raft-heartbeat-timeout (default: the servers' own)")
 	f.DurationVar(&o.NodesTimeout, "nodes-timeout", 0, "wait for every node to be Ready (default 5m, or 0.36s a node)")
