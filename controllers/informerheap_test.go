@@ -132,7 +132,7 @@ func runningStatus(i int) corev1.PodStatus {
 	return corev1.PodStatus{Phase: corev1.PodRunning, Conditions: conds, HostIP: "10.0.0.1", HostIPs: []corev1.HostIP{{IP: "10.0.0.1"}},
 		PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}, StartTime: &at, QOSClass: corev1.PodQOSBurstable,
 		ContainerStatuses: []corev1.ContainerStatus{{Name: "c", Ready: true, Started: &yes, Image: "registry.k8s.io/pause:3.10",
-			ImageID: "registry.k8s.io/pause@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a",
+			ImageID:     "registry.k8s.io/pause@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a",
 			ContainerID: fmt.Sprintf("skiff://%064d", i), State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: at}}}}}
 }
 
