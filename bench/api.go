@@ -579,24 +579,17 @@ func kwokOnSkiff(ctx context.Context, s *skiffSystem, client kubernetes.Interfac
 		return []APIResult{{System: APISkiff, Step: st.Name, Workload: "schedule-bound", Clients: 1, Variant: "kwok nodes",
 			Nodes: st.Nodes, Pods: st.Pods, Error: "kwok on skiff: " + err.Error()}}
 	}
-	for _, f := range []string{"kwok", "kwok-stages.yaml"} {
-		if _, err := os.Stat(filepath.Join(binDir, f)); err != nil {
-			return fail(fmt.Errorf("kwok is not built (%s missing; --peer k8s-reference builds it)", filepath.Join(binDir, f)))
-		}
+	if err := kwokBuilt(binDir); err != nil {
+		return fail(err)
 	}
-	logPath := filepath.Join(s.dir, "kwok.log")
-	say("skiff: kwok check: kwok against skiff's admin kubeconfig (log %s), %d kwok nodes", logPath, st.Nodes)
-	p, err := startKwok(binDir, s.Kubeconfig(), logPath)
+	fleet, err := startKwokFleet(ctx, s, client, binDir, st.Nodes, func(f string, a ...any) { say("skiff: kwok check: "+f, a...) })
 	if err != nil {
 		return fail(err)
 	}
-	defer p.stop(10 * time.Second)
-	if err := createKwokNodes(ctx, client, 0, st.Nodes); err != nil {
-		return fail(err)
-	}
+	defer fleet.Stop()
 	if err := waitNodesReady(ctx, client, "type=kwok", st.Nodes, 3*time.Minute, func(f string, a ...any) { say("skiff: kwok nodes: "+f, a...) }); err != nil {
-		if ended, _ := p.exited(); ended {
-			err = fmt.Errorf("%w; %v", err, p.failure())
+		if dead := fleet.Alive(); dead != nil {
+			err = fmt.Errorf("%w; %v", err, dead)
 		}
 		return fail(err)
 	}

@@ -101,10 +101,8 @@ func (o *ScaleOptions) validate() error {
 		return fmt.Errorf("bench scale: --via %q: deployments or pods", o.Via)
 	}
 	if o.KwokDir != "" {
-		for _, f := range []string{"kwok", "kwok-stages.yaml"} {
-			if _, err := os.Stat(filepath.Join(o.KwokDir, f)); err != nil {
-				return fmt.Errorf("bench scale: --kwok: %s is missing (bench api --peer k8s-reference builds it)", filepath.Join(o.KwokDir, f))
-			}
+		if err := kwokBuilt(o.KwokDir); err != nil {
+			return fmt.Errorf("bench scale: --kwok: %w", err)
 		}
 	}
 	return nil
@@ -671,8 +669,18 @@ const (
 	simKwok   = "kwok"
 )
 
-// startKwokFleet runs the reference's kwok against the cluster, as bench api's kwok check
-// does, and creates n nodes for it to manage (kwok-node-0 ...).
+// kwokBuilt says whether dir holds the reference build's kwok and its stages.
+func kwokBuilt(dir string) error {
+	for _, f := range []string{"kwok", "kwok-stages.yaml"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			return fmt.Errorf("kwok is not built (%s missing; bench api --peer k8s-reference builds it)", filepath.Join(dir, f))
+		}
+	}
+	return nil
+}
+
+// startKwokFleet runs the reference's kwok against the cluster (bench scale --kwok, and
+// bench api's kwok check) and creates n nodes for it to manage (kwok-node-0 ...).
 func startKwokFleet(ctx context.Context, sys *skiffSystem, client kubernetes.Interface, dir string, n int, say func(string, ...any)) (nodeFleet, error) {
 	logPath := filepath.Join(sys.dir, "kwok.log")
 	p, err := startKwok(dir, sys.Kubeconfig(), logPath)
