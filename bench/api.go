@@ -57,6 +57,11 @@ type APIOptions struct {
 	RaftHeartbeat time.Duration
 	// MinMemMB stops a step when the machine's MemAvailable falls below it.
 	MinMemMB float64
+	// SkiffNodes is what simulates skiff's nodes: "hollow" (skiff's own hollow agents, the
+	// default) or "kwok" (the reference's kwok, as upstream's nodes are simulated). With
+	// kwok the scheduling rows compare like with like, and at 5,000 nodes the cores go to
+	// the control plane rather than to 5,000 agents; kwok's separate check is then implied.
+	SkiffNodes string
 	// Only, if set, runs just these phases of each step (apiPhases), to repeat one of them
 	// cheaply; empty runs them all. The simulated nodes start only for "nodes" or "schedule".
 	Only     []string
@@ -86,6 +91,9 @@ func (o *APIOptions) defaults() {
 	}
 	if o.Scale == "" {
 		o.Scale = "small"
+	}
+	if o.SkiffNodes == "" {
+		o.SkiffNodes = "hollow"
 	}
 	if o.Duration == 0 {
 		o.Duration = 10 * time.Second
@@ -185,6 +193,15 @@ func RunAPI(ctx context.Context, o APIOptions) (*APIReport, error) {
 	default:
 		return nil, fmt.Errorf("bench api: unknown peer %q (none or k8s-reference)", o.Peer)
 	}
+	switch o.SkiffNodes {
+	case "hollow":
+	case "kwok":
+		for i := range steps {
+			steps[i].KwokCheck = false // every step runs kwok against skiff
+		}
+	default:
+		return nil, fmt.Errorf("bench api: unknown --skiff-nodes %q (hollow or kwok)", o.SkiffNodes)
+	}
 	if o.Out, err = outDir(o.Out); err != nil {
 		return nil, err
 	}
@@ -205,11 +222,20 @@ func RunAPI(ctx context.Context, o APIOptions) (*APIReport, error) {
 		}
 	}
 	kwokBin := filepath.Join(o.K8sWork, "bin")
+	skiffKwok := "" // kwok's binaries, when kwok simulates skiff's nodes
+	if o.SkiffNodes == "kwok" {
+		if o.Peer != "k8s-reference" {
+			if err := ensureK8sReference(ctx, o.K8sReference, o.K8sWork, o.Progress); err != nil {
+				return nil, fmt.Errorf("bench api: --skiff-nodes kwok needs the reference's kwok: %w", err)
+			}
+		}
+		skiffKwok = kwokBin
+	}
 	fell := map[string]string{} // system -> why it stopped
 	for _, st := range steps {
 		var systems []apiSystem
 		systems = append(systems, &skiffSystem{dir: filepath.Join(o.Out, "skiff-"+st.Name), binary: o.Binary,
-			raftHeartbeat: o.RaftHeartbeat, progress: o.Progress})
+			raftHeartbeat: o.RaftHeartbeat, progress: o.Progress, kwokBin: skiffKwok})
 		if o.Peer == "k8s-reference" {
 			systems = append(systems, &upstreamSystem{refDir: o.K8sReference, buildWork: o.K8sWork,
 				work: filepath.Join(o.Out, "upstream-"+st.Name), etcdMembers: o.UpstreamEtcd, progress: o.Progress})
@@ -524,7 +550,7 @@ func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, 
 	}
 
 	variant := "hollow nodes"
-	if name == APIUpstream {
+	if s, ok := sys.(*skiffSystem); name == APIUpstream || (ok && s.kwokBin != "") {
 		variant = "kwok nodes"
 	}
 	timeout := o.ScheduleTimeout

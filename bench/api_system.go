@@ -43,7 +43,10 @@ type skiffSystem struct {
 	raftHeartbeat time.Duration
 	progress      io.Writer
 	label         string // starts its progress lines; "bench api: skiff: " when empty
-	lc            *cluster.LocalCluster
+	// kwokBin, if set, holds the reference's kwok: StartNodes runs it instead of hollow
+	// agents (bench api --skiff-nodes kwok).
+	kwokBin string
+	lc      *cluster.LocalCluster
 }
 
 func (s *skiffSystem) Name() string { return "skiff" }
@@ -139,9 +142,15 @@ func (s *skiffSystem) Kubeconfig() string {
 // StartNodes runs n hollow node agents in one `skiff hollow-nodes` process, as `skiff bench
 // scheduler` does: each the real agent code (join, Lease every 10 s, node status, pod
 // watch, pod status) with simulated containers.
-func (s *skiffSystem) StartNodes(ctx context.Context, _ kubernetes.Interface, n int) (nodeFleet, error) {
+func (s *skiffSystem) StartNodes(ctx context.Context, client kubernetes.Interface, n int) (nodeFleet, error) {
 	if s.lc == nil {
 		return nil, fmt.Errorf("skiff: not started")
+	}
+	if s.kwokBin != "" {
+		if err := kwokBuilt(s.kwokBin); err != nil {
+			return nil, err
+		}
+		return startKwokFleet(ctx, s, client, s.kwokBin, n, s.say)
 	}
 	procs, err := startHollowNodes(s.lc, n)
 	if err != nil {

@@ -31,7 +31,7 @@ func newBenchAPICmd() *cobra.Command {
 		Use:   "api",
 		Short: "Benchmark the Kubernetes API of a fresh three-server skiff cluster through client-go",
 		Long: `Starts a fresh skiff cluster of three server processes (skiff up) under --out, with
-simulated nodes (one skiff hollow-nodes process), drives it through client-go with protobuf
+simulated nodes (one skiff hollow-nodes process, or with --skiff-nodes kwok the reference's kwok), drives it through client-go with protobuf
 (ConfigMap create/get/update/delete with 1 and 64 clients, and paced at --paced-rate; LIST of
 10,000 pods consistent / resourceVersion=0 / paginated by 500; watch fan-out with 100 and 1,000
 watchers at 100 writes/s, each --watch-runs times; pods through Deployments, create to bound and to Running), runs kwok
@@ -70,6 +70,7 @@ Every process it starts is stopped when it ends.`,
 	fl.StringVar(&o.Peer, "peer", "none", "the system to compare with: none or k8s-reference (upstream Kubernetes)")
 	fl.StringVar(&o.Scale, "scale", "small", "small (one step: --nodes, --sched-pods) or full (100, 1,000, 5,000 nodes; 30 pods per node)")
 	fl.IntVar(&o.Nodes, "nodes", 100, "simulated nodes of the small step")
+	fl.StringVar(&o.SkiffNodes, "skiff-nodes", "hollow", "what simulates skiff's nodes: hollow (its own hollow agents) or kwok (the reference's kwok, as for upstream; then kwok's separate check is implied)")
 	fl.IntVar(&o.SchedPods, "sched-pods", 3000, "pods scheduled through Deployments in the small step")
 	fl.IntVar(&o.MaxNodes, "max-nodes", 0, "--scale full: end after the step of this many nodes (0: every step)")
 	fl.IntVar(&o.MinNodes, "min-nodes", 0, "--scale full: start at the first step of at least this many nodes")
