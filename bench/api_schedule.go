@@ -136,8 +136,7 @@ func runSchedule(ctx context.Context, client kubernetes.Interface, sp scheduleSp
 	var stopped error
 wait:
 	for {
-		c, b, r := rec.counts()
-		if b >= sp.pods && r >= sp.pods {
+		if _, b, r := rec.counts(); b >= sp.pods && r >= sp.pods {
 			break
 		}
 		select {
@@ -147,6 +146,7 @@ wait:
 		case <-deadline.C:
 			break wait
 		case <-tick.C:
+			c, b, r := rec.counts() // now, not as of the previous tick
 			say("%s: %5.0fs: %d created, %d bound, %d Running", sp.system, time.Since(start).Seconds(), c, b, r)
 		}
 	}

@@ -274,7 +274,7 @@ func RunScheduler(ctx context.Context, o SchedulerOptions) (*SchedulerResult, er
 	var timedOut error
 wait:
 	for {
-		created, bound := rec.counts()
+		_, bound := rec.counts()
 		if bound >= o.Pods {
 			break
 		}
@@ -287,8 +287,10 @@ wait:
 			timedOut = fmt.Errorf("bench: %d of %d pods bound after %s", bound, o.Pods, o.Timeout)
 			break wait
 		case now := <-sample.C:
+			_, bound := rec.counts() // at the sample's time, not as of the loop's last turn
 			sampler.observe(now, bound)
 		case <-tick.C:
+			created, bound := rec.counts()
 			say("%5.1fs: %d created, %d bound (%d/s)", time.Since(start).Seconds(), created, bound, (bound-lastBound)/2)
 			lastBound = bound
 		}
