@@ -557,12 +557,21 @@ func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, 
 	if timeout == 0 {
 		timeout = max(5*time.Minute, time.Duration(st.Pods/50)*time.Second)
 	}
+	// scheduled is how many pods the scheduling run got bound: what the system holds
+	// for the memory row, which a run cut short (upstream's controller-manager creates
+	// 20 pods a second) leaves far below st.Pods.
+	scheduled := 0
 	if o.runs("schedule") {
 		wait := profile("schedule", "profile?seconds=20")
 		srows, err := runSchedule(sctx, admin[0], scheduleSpec{system: name, step: step, variant: variant, ns: "bench-sched",
 			nodes: st.Nodes, pods: st.Pods, timeout: timeout}, say)
 		wait()
 		rows = append(rows, srows...)
+		for _, r := range srows {
+			if r.Workload == "schedule-bound" {
+				scheduled = r.Ops
+			}
+		}
 		if sctx.Err() != nil {
 			return stopped("schedule-bound")
 		}
@@ -582,7 +591,8 @@ func runAPISystem(ctx context.Context, sys apiSystem, st apiStep, o APIOptions, 
 				what = "processes (apiserver, etcd, controller-manager, scheduler)"
 			}
 			rows = append(rows, APIResult{System: name, Step: step, Workload: "rss", RSSMB: f64(peak),
-				Note: fmt.Sprintf("summed peak (VmHWM) of %d %s; steady (VmRSS after the scheduling run) %.0f MB; %d nodes, %d + %d pods", len(sys.PIDs()), what, rss, st.Nodes, o.Pods, st.Pods)})
+				Note: fmt.Sprintf("summed peak (VmHWM) of %d %s; steady (VmRSS after the scheduling run) %.0f MB; %d nodes, %d listed pods + %d scheduled (of %d asked)",
+					len(sys.PIDs()), what, rss, st.Nodes, o.Pods, scheduled, st.Pods)})
 		}
 	}
 	// After the memory: kwok's nodes and pods come on top of what upstream holds.
