@@ -122,11 +122,11 @@ func (s *Server) listPartial(ctx context.Context, q *request, opts *metav1.ListO
 	return list, nil
 }
 
-// handlePartialList serves a PartialObjectMetadataList: in protobuf without selectors
-// straight from the stored bytes, otherwise from each object's ObjectMeta alone.
+// handlePartialList serves a PartialObjectMetadataList: in protobuf straight from the
+// stored bytes, otherwise from each object's ObjectMeta alone.
 func (s *Server) handlePartialList(w http.ResponseWriter, r *http.Request, q *request, opts *metav1.ListOptions, sel *selector, mt mediaType) {
-	if mt.info.MediaType == protobufType && sel.everything() {
-		s.serveRawList(w, r, q, opts, mt.as.GroupVersion().String(), kindPartialList, appendPartialItem)
+	if mt.info.MediaType == protobufType {
+		s.serveRawList(w, r, q, opts, sel, mt.as.GroupVersion().String(), kindPartialList, appendPartialItem)
 		return
 	}
 	list, err := s.listPartial(r.Context(), q, opts, sel, mt)

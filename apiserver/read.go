@@ -144,11 +144,14 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request, q *request) 
 		return
 	}
 	if sel, err := s.parseSelector(q.rs, &opts); err == nil {
-		if mt, err := s.mediaType(r, q); err == nil && canListRaw(mt, sel) {
-			s.handleRawList(w, r, q, &opts)
+		if mt, err := s.mediaType(r, q); err == nil && canListRaw(mt) {
+			s.handleRawList(w, r, q, &opts, sel)
 			return
 		} else if err == nil && mt.as.Kind == kindPartialList && metadataOnly(mt, sel) {
 			s.handlePartialList(w, r, q, &opts, sel, mt)
+			return
+		} else if err == nil && canStreamJSON(mt) {
+			s.serveJSONList(w, r, q, &opts, sel, mt)
 			return
 		}
 	}
