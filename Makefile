@@ -10,7 +10,7 @@ export GOFLAGS := $(strip $(GOFLAGS) -tags=seccomp)
 # Test timeout for the whole suite; CI has 90 minutes on 2 cores, the suite aims for under 20.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: build testimage test run bench bench-store bench-chaos bench-scheduler bench-pods bench-api bench-services bench-scale lint deps cdeps clean
+.PHONY: build testimage test run bench bench-store bench-chaos bench-scheduler bench-pods bench-api bench-services bench-scale lint deps cdeps sysdeps clean
 
 build: cdeps
 	$(GO) build -o $(BIN) ./cmd/skiff
@@ -26,7 +26,7 @@ test: deps
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # Starts a local cluster: three servers and one agent, as processes on this machine.
-run: build testimage
+run: sysdeps build testimage
 	./$(BIN) up --dir $(or $(DIR),$(HOME)/.skiff/dev) --test-image-binary bin/testimage
 
 bench: bench-store
@@ -78,8 +78,13 @@ lint: cdeps
 	$(GO) vet ./...
 
 # Things the build and tests need on a fresh machine.
-deps: cdeps
+deps: cdeps sysdeps
 	$(GO) mod download
+
+# The agent's service proxy and host ports, and the root tests, run nft; a fresh machine
+# may not have it (root only: without root those tests skip, and apt-get could not install).
+sysdeps:
+	@command -v nft >/dev/null || [ "$$(id -u)" -ne 0 ] || (apt-get update -qq && apt-get install -y -qq nftables)
 
 # The C side of the build: gcc for cgo, libseccomp's headers and pkg-config for the
 # seccomp tag (Debian's packages).
