@@ -615,9 +615,6 @@ func kwokOnSkiff(ctx context.Context, s *skiffSystem, client kubernetes.Interfac
 		return []APIResult{{System: APISkiff, Step: st.Name, Workload: "schedule-bound", Clients: 1, Variant: "kwok nodes",
 			Nodes: st.Nodes, Pods: st.Pods, Error: "kwok on skiff: " + err.Error()}}
 	}
-	if err := kwokBuilt(binDir); err != nil {
-		return fail(err)
-	}
 	fleet, err := startKwokFleet(ctx, s, client, binDir, st.Nodes, func(f string, a ...any) { say("skiff: kwok check: "+f, a...) })
 	if err != nil {
 		return fail(err)

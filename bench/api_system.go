@@ -44,7 +44,7 @@ type skiffSystem struct {
 	progress      io.Writer
 	label         string // starts its progress lines; "bench api: skiff: " when empty
 	// kwokBin, if set, holds the reference's kwok: StartNodes runs it instead of hollow
-	// agents (bench api --skiff-nodes kwok).
+	// agents (bench api --skiff-nodes kwok, bench scale --kwok).
 	kwokBin string
 	lc      *cluster.LocalCluster
 }
@@ -141,15 +141,12 @@ func (s *skiffSystem) Kubeconfig() string {
 
 // StartNodes runs n hollow node agents in one `skiff hollow-nodes` process, as `skiff bench
 // scheduler` does: each the real agent code (join, Lease every 10 s, node status, pod
-// watch, pod status) with simulated containers.
+// watch, pod status) with simulated containers. With kwokBin set, n kwok nodes instead.
 func (s *skiffSystem) StartNodes(ctx context.Context, client kubernetes.Interface, n int) (nodeFleet, error) {
 	if s.lc == nil {
 		return nil, fmt.Errorf("skiff: not started")
 	}
 	if s.kwokBin != "" {
-		if err := kwokBuilt(s.kwokBin); err != nil {
-			return nil, err
-		}
 		return startKwokFleet(ctx, s, client, s.kwokBin, n, s.say)
 	}
 	procs, err := startHollowNodes(s.lc, n)

@@ -144,7 +144,7 @@ func RunScale(ctx context.Context, o ScaleOptions) (*ScaleResult, error) {
 	if o.RaftHeartbeat > 0 {
 		res.RaftHeartbeat = o.RaftHeartbeat.String()
 	}
-	sys := &skiffSystem{dir: clusterDir, binary: o.Binary, raftHeartbeat: o.RaftHeartbeat,
+	sys := &skiffSystem{dir: clusterDir, binary: o.Binary, raftHeartbeat: o.RaftHeartbeat, kwokBin: o.KwokDir,
 		progress: o.Progress, label: "scale: "}
 	mon := &scaleMonitor{say: say, t0: time.Now()}
 	var (
@@ -209,12 +209,7 @@ func RunScale(ctx context.Context, o ScaleOptions) (*ScaleResult, error) {
 	res.Phase = "nodes"
 	mon.setPhase("nodes")
 	nodesStart := time.Now()
-	var f nodeFleet
-	if o.KwokDir != "" {
-		f, err = startKwokFleet(sctx, sys, admin[0], o.KwokDir, o.Nodes, say)
-	} else {
-		f, err = sys.StartNodes(sctx, admin[0], o.Nodes)
-	}
+	f, err := sys.StartNodes(sctx, admin[0], o.Nodes)
 	if err != nil {
 		return end(fmt.Errorf("the %s nodes did not start: %w", res.Simulator, err))
 	}
@@ -679,9 +674,13 @@ func kwokBuilt(dir string) error {
 	return nil
 }
 
-// startKwokFleet runs the reference's kwok against the cluster (bench scale --kwok, and
-// bench api's kwok check) and creates n nodes for it to manage (kwok-node-0 ...).
+// startKwokFleet runs the reference's kwok in dir against the cluster (skiff's nodes with
+// bench scale --kwok and bench api --skiff-nodes kwok, and bench api's kwok check) and
+// creates n nodes for it to manage (kwok-node-0 ...).
 func startKwokFleet(ctx context.Context, sys *skiffSystem, client kubernetes.Interface, dir string, n int, say func(string, ...any)) (nodeFleet, error) {
+	if err := kwokBuilt(dir); err != nil {
+		return nil, err
+	}
 	logPath := filepath.Join(sys.dir, "kwok.log")
 	p, err := startKwok(dir, sys.Kubeconfig(), logPath)
 	if err != nil {
