@@ -29,15 +29,7 @@ func canStreamJSON(mt mediaType) bool {
 // (whose items come last, "items":[]) split around its items, and each item is the
 // encoding/json encoding of the object, as the JSON serializer gives it inside a list.
 func (s *Server) serveJSONList(w http.ResponseWriter, r *http.Request, q *request, opts *metav1.ListOptions, sel *selector, mt mediaType) {
-	var kvs []raftstore.KV
-	page, err := s.listPage(r.Context(), q, opts, func(kv raftstore.KV) (bool, error) {
-		ok, _, err := s.selects(q.rs, sel, kv) // a decode on a miss is dropped: kvs pin stored values only
-		if err != nil || !ok {
-			return false, err
-		}
-		kvs = append(kvs, kv)
-		return true, nil
-	}, sel.everything(), s.skipUnselected(q.rs, sel))
+	kvs, page, err := s.listKVs(r.Context(), q, opts, sel)
 	if err != nil {
 		writeError(w, err, q.gr(), "")
 		return

@@ -201,9 +201,9 @@ func (s *Server) listObjects(ctx context.Context, q *request, opts *metav1.ListO
 }
 
 // listKVs reads what listObjects would list, undecoded (the caller decodes), with the
-// revision it was read at: only objects sel picks, decided from the selector cache (or a
-// decode on a miss, whose object is dropped so that the list pins only stored values).
-func (s *Server) listKVs(ctx context.Context, q *request, opts *metav1.ListOptions, sel *selector) ([]raftstore.KV, int64, error) {
+// page's metadata: only objects sel picks, decided from the selector cache (or a decode on
+// a miss, whose object is dropped so that the list pins only stored values).
+func (s *Server) listKVs(ctx context.Context, q *request, opts *metav1.ListOptions, sel *selector) ([]raftstore.KV, listPageInfo, error) {
 	var kvs []raftstore.KV
 	page, err := s.listPage(ctx, q, opts, func(kv raftstore.KV) (bool, error) {
 		if ok, _, err := s.selects(q.rs, sel, kv); err != nil || !ok {
@@ -211,8 +211,8 @@ func (s *Server) listKVs(ctx context.Context, q *request, opts *metav1.ListOptio
 		}
 		kvs = append(kvs, kv)
 		return true, nil
-	}, false, s.skipUnselected(q.rs, sel))
-	return kvs, page.rev, err
+	}, sel.everything(), s.skipUnselected(q.rs, sel))
+	return kvs, page, err
 }
 
 // listPageInfo is a list's metadata.

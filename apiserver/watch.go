@@ -153,9 +153,13 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, q *request)
 			items, _ = meta.ExtractList(list)
 			lm, _ := meta.ListAccessor(list)
 			from, _ = strconv.ParseInt(lm.GetResourceVersion(), 10, 64)
-		} else if initialKVs, from, err = s.listKVs(ctx, &lq, &lo, sel); err != nil {
-			writeError(w, err, q.gr(), "")
-			return
+		} else {
+			var page listPageInfo
+			if initialKVs, page, err = s.listKVs(ctx, &lq, &lo, sel); err != nil {
+				writeError(w, err, q.gr(), "")
+				return
+			}
+			from = page.rev
 		}
 	}
 	// Join this node's shared stream of the resource when it can start there; otherwise
