@@ -80,24 +80,22 @@ func TestLeaderKilledDuringRolloutNewLeaderFinishesIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	podWatch, err := watchtools.NewRetryWatcherWithContext(watchCtx, podList.ResourceVersion, &cache.ListWatch{
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.LabelSelector = "app=web"
-			return client.CoreV1().Pods("default").Watch(ctx, o)
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
+	// Retrying watches of app=web from the lists' revisions: the server stays up, but a
+	// watch may still end (its timeout) and must resume where it was.
+	retryWatch := func(rv string, watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error)) *watchtools.RetryWatcher {
+		w, err := watchtools.NewRetryWatcherWithContext(watchCtx, rv, &cache.ListWatch{
+			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				o.LabelSelector = "app=web"
+				return watchFn(ctx, o)
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
 	}
-	rsWatch, err := watchtools.NewRetryWatcherWithContext(watchCtx, rsList.ResourceVersion, &cache.ListWatch{
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.LabelSelector = "app=web"
-			return client.AppsV1().ReplicaSets("default").Watch(ctx, o)
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	podWatch := retryWatch(podList.ResourceVersion, client.CoreV1().Pods("default").Watch)
+	rsWatch := retryWatch(rsList.ResourceVersion, client.AppsV1().ReplicaSets("default").Watch)
 	wg.Go(func() {
 		for ev := range podWatch.ResultChan() {
 			p, ok := ev.Object.(*corev1.Pod)
