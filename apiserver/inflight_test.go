@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -65,6 +66,11 @@ func TestWritesOverTheInflightLimitWaitThenGet429(t *testing.T) {
 	if _, err := pw.Write([]byte(body[:10])); err != nil {
 		t.Fatal(err)
 	}
+	// The bytes leaving the client do not mean the server has taken the slot yet: wait
+	// until its gauge says so, or the second write could take it first.
+	for mutatingInflight(ctx, t, admin.RESTClient()) != 1 {
+		time.Sleep(10 * time.Millisecond)
+	}
 
 	start := time.Now()
 	resp, err := post(strings.NewReader(cm("second")))
@@ -108,4 +114,24 @@ func TestWritesOverTheInflightLimitWaitThenGet429(t *testing.T) {
 	if _, err := admin.CoreV1().ConfigMaps("default").Get(ctx, "second", metav1.GetOptions{}); err == nil {
 		t.Error("the refused write was stored")
 	}
+}
+
+// mutatingInflight reads the server's apiserver_current_inflight_requests gauge of writes.
+func mutatingInflight(ctx context.Context, t *testing.T, rc rest.Interface) int {
+	t.Helper()
+	raw, err := rc.Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const series = `apiserver_current_inflight_requests{request_kind="mutating"} `
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, series); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatalf("%s%s: %v", series, v, err)
+			}
+			return n
+		}
+	}
+	return 0
 }
