@@ -35,6 +35,10 @@ type fsm struct {
 	notify   chan struct{} // closed and replaced after every change, to wake waiters
 	headSeq  atomic.Uint64 // sequence number one past the newest event, for lag checks
 	lastTime int64         // leader time of the newest entry
+
+	// onApplied, when set, hears the raft index of each applied batch's last entry (the
+	// leader's transport tells followers of the commit with it). Set before raft starts.
+	onApplied func(index uint64)
 }
 
 type applyResult struct {
@@ -81,6 +85,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	}
 	f.wakeLocked()
 	f.mu.Unlock()
+	if f.onApplied != nil && len(logs) > 0 {
+		f.onApplied(logs[len(logs)-1].Index)
+	}
 	if f.m != nil {
 		f.m.batchSize.Observe(float64(len(logs)))
 	}

@@ -26,7 +26,7 @@ type Store struct {
 	fsm       *fsm
 	mux       *mux
 	peers     *peers
-	transport *raft.NetworkTransport
+	transport *commitTransport
 	disk      *disk
 	metrics   *metrics
 	verify    *verifier
@@ -98,12 +98,13 @@ func (s *Store) openRaft() error {
 		return err
 	}
 	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: cfg.RaftLog})
-	s.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	s.transport = newCommitTransport(raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  raftStream{m: s.mux},
 		MaxPool: 4,
 		Timeout: 5 * time.Second,
 		Logger:  hlog,
-	})
+	}))
+	s.fsm.onApplied = s.transport.applied
 	notify := make(chan bool, 64) // raft blocks on it: consumed at once by watchLeadership
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
@@ -129,6 +130,7 @@ func (s *Store) openRaft() error {
 		return fmt.Errorf("raftstore: start raft: %w", err)
 	}
 	s.raft, s.disk = r, d
+	s.transport.raft.Store(r)
 	s.leaderNow = newLeaderWatch()
 	s.wg.Add(2)
 	go func() {
