@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
@@ -34,9 +35,10 @@ import (
 // (NoFreelistSync, as Consul offers). It is opened first: its file lock keeps a second
 // process out of the whole directory, log included.
 type disk struct {
-	log   *raftlog.Log
-	bolt  *raftboltdb.BoltStore
-	snaps *raft.FileSnapshotStore
+	log    *raftlog.Log
+	bolt   *raftboltdb.BoltStore // beneath stable, which raft writes through
+	stable *closingStable
+	snaps  *raft.FileSnapshotStore
 }
 
 func openDisk(cfg Config) (*disk, error) {
@@ -65,7 +67,7 @@ func openDisk(cfg Config) (*disk, error) {
 		bolt.Close()
 		return nil, fmt.Errorf("raftstore: open snapshots: %w", err)
 	}
-	return &disk{log: log, bolt: bolt, snaps: snaps}, nil
+	return &disk{log: log, bolt: bolt, stable: &closingStable{bolt: bolt}, snaps: snaps}, nil
 }
 
 // openLog opens <dir>/log. A data directory from before raftlog keeps its log in raft.db:
@@ -147,7 +149,7 @@ func migrateLog(dir, path string, bolt *raftboltdb.BoltStore) error {
 }
 
 func (d *disk) Close() error {
-	return errors.Join(d.log.Close(), d.bolt.Close())
+	return errors.Join(d.log.Close(), d.stable.Close())
 }
 
 // HasState reports whether a node's data directory already holds Raft state, so a caller
@@ -161,5 +163,48 @@ func HasState(dir string) (bool, error) {
 		return false, err
 	}
 	defer d.Close()
-	return raft.HasExistingState(d.log, d.bolt, d.snaps)
+	return raft.HasExistingState(d.log, d.stable, d.snaps)
+}
+
+// closingStable is the stable store (term and vote) as raft sees it: hashicorp/raft
+// answers a heartbeat on the transport's connection goroutine, outside its main loop, after
+// only a check that it is not shut down. A heartbeat with a new term that passed that
+// check while the store closed wrote the term to a closed bolt, and raft panics when a
+// term write fails (seen once in CI). Close waits for a write under way; a write after
+// it is dropped: raft is shut down by then (its main loop, which alone votes and appends,
+// has ended), the connection the answer would go out on is closed, and a heartbeat's term
+// mattered only to the raft that is gone.
+type closingStable struct {
+	mu     sync.RWMutex
+	closed bool
+	bolt   *raftboltdb.BoltStore
+}
+
+func (s *closingStable) Set(key, val []byte) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil
+	}
+	return s.bolt.Set(key, val)
+}
+
+func (s *closingStable) SetUint64(key []byte, val uint64) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil
+	}
+	return s.bolt.SetUint64(key, val)
+}
+
+func (s *closingStable) Get(key []byte) ([]byte, error) { return s.bolt.Get(key) }
+
+func (s *closingStable) GetUint64(key []byte) (uint64, error) { return s.bolt.GetUint64(key) }
+
+func (s *closingStable) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	return s.bolt.Close()
 }

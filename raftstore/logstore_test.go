@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -61,5 +62,34 @@ func TestLogMigratesOutOfBolt(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStableStoreWritesAfterCloseAreDropped: a heartbeat handled on a transport goroutine
+// can write the term while the store closes; raft panics on a failed term write, so the
+// write after Close is dropped rather than failed, and the term on disk is the last one
+// written before.
+func TestStableStoreWritesAfterCloseAreDropped(t *testing.T) {
+	dir := t.TempDir()
+	d, err := openDisk(Config{Dir: dir, SnapshotRetain: 1, RaftLog: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.stable.SetUint64([]byte("CurrentTerm"), 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.stable.SetUint64([]byte("CurrentTerm"), 5); err != nil {
+		t.Fatalf("a term write after Close: %v", err)
+	}
+	d, err = openDisk(Config{Dir: dir, SnapshotRetain: 1, RaftLog: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if term, err := d.stable.GetUint64([]byte("CurrentTerm")); err != nil || term != 4 {
+		t.Fatalf("term on disk %d (%v), want 4", term, err)
 	}
 }

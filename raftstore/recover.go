@@ -28,5 +28,5 @@ func Recover(cfg Config, servers []Server) error {
 	}
 	fsm := newFSM(limits{maxKey: cfg.MaxKeySize, maxValue: cfg.MaxValueSize}, historyBounds{events: cfg.HistoryEvents, bytes: cfg.HistoryBytes, age: cfg.HistoryAge}, nil)
 	_, trans := raft.NewInmemTransport("")
-	return raft.RecoverCluster(rc, fsm, d.log, d.bolt, d.snaps, trans, conf)
+	return raft.RecoverCluster(rc, fsm, d.log, d.stable, d.snaps, trans, conf)
 }

@@ -123,7 +123,7 @@ func (s *Store) openRaft() error {
 	rc.NotifyCh = notify
 	rc.Logger = hlog
 	rc.NoLegacyTelemetry = true
-	r, err := raft.NewRaft(rc, s.fsm, logs, d.bolt, d.snaps, s.transport)
+	r, err := raft.NewRaft(rc, s.fsm, logs, d.stable, d.snaps, s.transport)
 	if err != nil {
 		s.transport.Close()
 		d.Close()
