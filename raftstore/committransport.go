@@ -24,28 +24,23 @@ import (
 type commitTransport struct {
 	*raft.NetworkTransport
 
-	committed atomic.Uint64             // highest index applied on this node
-	raft      atomic.Pointer[raft.Raft] // set once raft runs: its commit index counts no-ops and barriers too
-	mu        sync.RWMutex
-	pipes     map[*commitPipeline]struct{}
+	raft  atomic.Pointer[raft.Raft] // set once raft runs
+	mu    sync.RWMutex
+	pipes map[*commitPipeline]struct{}
 }
 
 func newCommitTransport(t *raft.NetworkTransport) *commitTransport {
 	return &commitTransport{NetworkTransport: t, pipes: map[*commitPipeline]struct{}{}}
 }
 
-// applied is called by the FSM after it applied entries up to index. On a follower there
-// are no pipelines and it costs an atomic store and a read lock.
-func (t *commitTransport) applied(index uint64) {
-	if index <= t.committed.Load() {
-		return
-	}
-	t.committed.Store(index) // the FSM applies in order, from one goroutine
+// applied is called by the FSM after each batch it applied: the commit index moved. On a
+// follower there are no pipelines and it costs a read lock.
+func (t *commitTransport) applied() {
 	t.mu.RLock()
 	for p := range t.pipes {
 		select {
 		case p.poke <- struct{}{}:
-		default: // one is pending: it reads the newest index
+		default: // one is pending: it reads the newest commit index
 		}
 	}
 	t.mu.RUnlock()
@@ -58,13 +53,14 @@ type leaderView struct {
 	term   uint64 // its current term, read after commit
 }
 
+// view reads raft's commit index (which covers every applied entry, and no-ops and
+// barriers too), then its state and term.
 func (t *commitTransport) view() leaderView {
-	v := leaderView{commit: t.committed.Load()}
 	r := t.raft.Load()
 	if r == nil {
-		return v
+		return leaderView{}
 	}
-	v.commit = max(v.commit, r.CommitIndex())
+	v := leaderView{commit: r.CommitIndex()}
 	v.leader, v.term = r.State() == raft.Leader, r.CurrentTerm()
 	return v
 }

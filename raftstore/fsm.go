@@ -36,9 +36,9 @@ type fsm struct {
 	headSeq  atomic.Uint64 // sequence number one past the newest event, for lag checks
 	lastTime int64         // leader time of the newest entry
 
-	// onApplied, when set, hears the raft index of each applied batch's last entry (the
-	// leader's transport tells followers of the commit with it). Set before raft starts.
-	onApplied func(index uint64)
+	// onApplied, when set, hears of each applied batch (the leader's transport then tells
+	// followers of the commit). Set before raft starts.
+	onApplied func()
 }
 
 type applyResult struct {
@@ -85,8 +85,8 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	}
 	f.wakeLocked()
 	f.mu.Unlock()
-	if f.onApplied != nil && len(logs) > 0 {
-		f.onApplied(logs[len(logs)-1].Index)
+	if f.onApplied != nil {
+		f.onApplied()
 	}
 	if f.m != nil {
 		f.m.batchSize.Observe(float64(len(logs)))
